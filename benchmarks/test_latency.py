@@ -1,0 +1,40 @@
+"""Single-image end-to-end inference latency per variant (pytest-benchmark).
+
+Every variant is timed on the same call: float32 image (1, H, W, 3) in,
+float32 class scores out, so input quantization and output dequantization are
+*included* for the int8 variants and the native baseline is graph-mode
+TensorFlow (a concrete ``tf.function``), not Keras ``predict()``.
+
+Compare against the stored baseline with ``pytest benchmarks --benchmark-compare``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qbench.plugin import record_benchmark
+
+
+def test_latency(benchmark, qbench, qbench_settings, variant):
+    runner = qbench.runner(variant)
+    ev = qbench.evaluation(variant)  # also warms the runtime up
+    x, _ = qbench.test_inputs()
+    sample = np.ascontiguousarray(x[:1])
+    art = qbench.artifact(variant)
+
+    benchmark.group = f"{qbench.dataset.name}: 1-image inference"
+    benchmark.extra_info.update(
+        {
+            "variant": variant,
+            "accuracy": round(ev.accuracy, 6),
+            "size_bytes": art.size_bytes,
+            "threads": qbench_settings.threads,
+            "dataset": qbench.dataset.name,
+            "profile": qbench_settings.profile.name,
+            "image_size": qbench.dataset.image_size,
+        }
+    )
+    scores = benchmark(runner.predict, sample)
+    assert scores.shape == (1, qbench.dataset.num_classes)
+    assert np.argmax(scores) == ev.y_pred[0], "benchmarked call disagrees with the evaluation run"
+    record_benchmark(qbench, variant, benchmark)

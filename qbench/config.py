@@ -1,0 +1,192 @@
+"""Run profiles and resolved settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from qbench import VARIANTS
+from qbench.datasets import DATASETS, PREPROCESSING
+from qbench.errors import QBenchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a model to train and how strict to be.
+
+    ``full`` is the real benchmark (about 2 minutes of training on 2 cores);
+    ``smoke`` is a tiny model for CI that exercises every code path in well
+    under two minutes but is not an accuracy reference.
+    """
+
+    name: str
+    image_size: int
+    alpha: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    calibration_samples: int
+    min_accuracy: float
+    max_drop: float
+    max_train: int | None = None
+    max_test: int | None = None
+    agreement_examples: int = 25
+
+
+PROFILES = {
+    "full": Profile(
+        name="full",
+        image_size=64,
+        alpha=0.35,
+        epochs=15,
+        batch_size=32,
+        learning_rate=1e-3,
+        calibration_samples=200,
+        min_accuracy=0.90,
+        max_drop=0.02,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        image_size=32,
+        alpha=0.35,
+        epochs=4,
+        batch_size=32,
+        learning_rate=2e-3,
+        calibration_samples=32,
+        min_accuracy=0.30,
+        max_drop=0.15,
+        max_train=600,
+        max_test=150,
+        agreement_examples=8,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    dataset: str = "digits"
+    dataset_root: Path | None = None
+    model_path: Path | None = None
+    profile: Profile = field(default_factory=lambda: PROFILES["full"])
+    variants: tuple[str, ...] = VARIANTS
+    build_dir: Path = Path("build")
+    report_dir: Path | None = None
+    seed: int = 0
+    preprocess: str = "unit"
+    test_fraction: float = 0.2
+    calibration_samples: int | None = None
+    min_accuracy: float | None = None
+    max_drop: float | None = None
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+    @property
+    def n_calibration(self) -> int:
+        return self.calibration_samples if self.calibration_samples is not None else self.profile.calibration_samples
+
+    @property
+    def accuracy_floor(self) -> float:
+        return self.min_accuracy if self.min_accuracy is not None else self.profile.min_accuracy
+
+    @property
+    def accuracy_max_drop(self) -> float:
+        return self.max_drop if self.max_drop is not None else self.profile.max_drop
+
+    @property
+    def reports(self) -> Path:
+        return self.report_dir if self.report_dir is not None else self.build_dir / "report"
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+
+def parse_variants(text: str | None) -> tuple[str, ...]:
+    """``"native,tflite-int8"`` -> validated tuple in canonical order; ``None``/``all`` -> all."""
+    if text is None or text.strip() in ("", "all"):
+        return VARIANTS
+    wanted = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        raise QBenchError(f"unknown variant(s) {', '.join(map(repr, unknown))}; choose from {', '.join(VARIANTS)}")
+    return tuple(v for v in VARIANTS if v in wanted)
+
+
+_MODEL_MAGIC = {".keras": (b"PK\x03\x04", "a .keras zip archive"), ".h5": (b"\x89HDF\r\n\x1a\n", "an HDF5 file")}
+
+
+def check_model_file(path: Path) -> Path:
+    """Cheap checks before TensorFlow is loaded: exists, known suffix, right magic bytes."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise QBenchError(f"model file {path} does not exist")
+    if not path.is_file():
+        raise QBenchError(f"model path {path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".hdf5":
+        suffix = ".h5"
+    if suffix not in _MODEL_MAGIC:
+        raise QBenchError(f"model file {path} must be a Keras .keras or .h5 file")
+    magic, what = _MODEL_MAGIC[suffix]
+    with open(path, "rb") as fh:
+        head = fh.read(len(magic))
+    if head != magic:
+        raise QBenchError(f"model file {path} is corrupt: it is not {what}")
+    return path
+
+
+def make_settings(
+    dataset: str = "digits",
+    dataset_root: str | None = None,
+    model_path: str | None = None,
+    profile: str = "full",
+    variants: str | None = None,
+    build_dir: str = "build",
+    report_dir: str | None = None,
+    seed: int = 0,
+    preprocess: str = "unit",
+    test_fraction: float = 0.2,
+    calibration_samples: int | None = None,
+    min_accuracy: float | None = None,
+    max_drop: float | None = None,
+) -> Settings:
+    """Validate user options; every problem becomes one :class:`QBenchError` sentence."""
+    if dataset not in DATASETS:
+        raise QBenchError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if profile not in PROFILES:
+        raise QBenchError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if preprocess not in PREPROCESSING:
+        raise QBenchError(f"unknown preprocessing {preprocess!r}; choose one of {', '.join(PREPROCESSING)}")
+    root = None
+    if dataset == "pet":
+        if not dataset_root:
+            raise QBenchError("--qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)")
+        root = Path(dataset_root).expanduser()
+        if not root.is_dir():
+            raise QBenchError(f"dataset root {root} does not exist or is not a directory")
+    elif dataset_root:
+        raise QBenchError(f"--qbench-dataset-root is only used with --qbench-dataset pet, not {dataset!r}")
+    model = check_model_file(Path(model_path)) if model_path else None
+    if model is None and preprocess != "unit":
+        raise QBenchError("--qbench-preprocess only applies to --qbench-model-path models (qbench's own model takes [0,1] input)")
+    if not 0.0 < test_fraction < 1.0:
+        raise QBenchError(f"--qbench-test-fraction must be between 0 and 1, got {test_fraction}")
+    if calibration_samples is not None and calibration_samples < 1:
+        raise QBenchError(f"--qbench-calibration-samples must be positive, got {calibration_samples}")
+    for name, value in (("--qbench-min-accuracy", min_accuracy), ("--qbench-max-drop", max_drop)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise QBenchError(f"{name} must be between 0 and 1, got {value}")
+    return Settings(
+        dataset=dataset,
+        dataset_root=root,
+        model_path=model,
+        profile=PROFILES[profile],
+        variants=parse_variants(variants),
+        build_dir=Path(build_dir),
+        report_dir=Path(report_dir) if report_dir else None,
+        seed=seed,
+        preprocess=preprocess,
+        test_fraction=test_fraction,
+        calibration_samples=calibration_samples,
+        min_accuracy=min_accuracy,
+        max_drop=max_drop,
+    )

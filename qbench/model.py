@@ -1,0 +1,198 @@
+"""The MobileNetV2 classifier: build, train (cached), or load a user's model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qbench.config import Profile, Settings
+from qbench.datasets import Dataset, to_model_input
+from qbench.errors import QBenchError
+from qbench.fsutil import atomic_path, atomic_write_json, file_hash, stable_hash
+
+Progress = Callable[[str], None]
+TRAINING_RECIPE_VERSION = 1
+
+
+@dataclass
+class ModelInfo:
+    path: Path  # the saved Keras model (no optimizer state)
+    key: str  # content key used to name derived artifacts
+    image_size: int
+    num_classes: int
+    trained_here: bool
+    preprocess: str
+    train_seconds: float | None = None
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def build_mobilenetv2(num_classes: int, image_size: int, alpha: float = 0.35, bn_momentum: float = 0.9):
+    """MobileNetV2 (random init) taking [0, 1] RGB input.
+
+    The [0, 1] -> [-1, 1] rescale is part of the graph, so every variant
+    (including the int8 ones) sees the same input contract.  BatchNorm
+    momentum is lowered from 0.999 to 0.9: with ``weights=None`` and a small
+    dataset the moving statistics otherwise never converge and inference
+    accuracy collapses while training accuracy looks fine.
+    """
+    keras = _keras()
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = keras.layers.Rescaling(2.0, -1.0, name="to_symmetric")(inputs)
+    base = keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3), alpha=alpha, include_top=False, weights=None, pooling="avg"
+    )
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    x = base(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"mobilenetv2_{alpha}_{image_size}")
+
+
+def training_key(dataset: Dataset, profile: Profile, seed: int) -> str:
+    import keras
+    import tensorflow as tf
+
+    return stable_hash(
+        "train",
+        TRAINING_RECIPE_VERSION,
+        dataset.fingerprint(),
+        [profile.image_size, profile.alpha, profile.epochs, profile.batch_size, profile.learning_rate],
+        seed,
+        tf.__version__,
+        keras.__version__,
+    )
+
+
+def train_model(dataset: Dataset, profile: Profile, seed: int, out_path: Path, progress: Progress) -> float:
+    """Train on the train split and save (atomically, without optimizer state). Returns seconds."""
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    model = build_mobilenetv2(dataset.num_classes, dataset.image_size, profile.alpha)
+    model.compile(
+        optimizer=keras.optimizers.Adam(profile.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    x, y = dataset.train()
+    x = to_model_input(x, "unit")
+
+    class _Report(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            progress(
+                f"epoch {epoch + 1}/{profile.epochs}: loss {logs.get('loss', float('nan')):.3f}, "
+                f"train accuracy {logs.get('accuracy', float('nan')):.3f} "
+                f"({time.perf_counter() - self.t0:.0f}s)"
+            )
+
+    progress(
+        f"training MobileNetV2 (alpha {profile.alpha}, {dataset.image_size}x{dataset.image_size}) on "
+        f"{len(x)} {dataset.name} images for {profile.epochs} epochs"
+    )
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=profile.batch_size, epochs=profile.epochs, shuffle=True, verbose=0, callbacks=[_Report()])
+    seconds = time.perf_counter() - t0
+    # Save a clean copy: same weights, no optimizer slots (they would triple the
+    # "native" size and make the size-reduction column meaningless).
+    clean = build_mobilenetv2(dataset.num_classes, dataset.image_size, profile.alpha)
+    clean.set_weights(model.get_weights())
+    with atomic_path(out_path) as tmp:
+        clean.save(tmp)
+    return seconds
+
+
+def load_keras_model(path: Path, what: str = "model file"):
+    """Load a .keras/.h5 model for inference; corrupt files become one-line errors."""
+    keras = _keras()
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for bad files
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QBenchError(f"{what} {path} could not be loaded ({type(exc).__name__}: {detail[:200]})") from None
+
+
+def model_io_shape(model) -> tuple[int, int]:
+    """(image_size, num_classes) of a classifier; errors on anything else."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise QBenchError(f"model must have one input and one output, got {len(inputs)} and {len(outputs)}")
+    in_shape = tuple(inputs[0].shape)
+    out_shape = tuple(outputs[0].shape)
+    if len(in_shape) != 4 or in_shape[3] != 3 or in_shape[1] is None or in_shape[1] != in_shape[2]:
+        raise QBenchError(f"model input must be square RGB images (batch, N, N, 3), got {in_shape}")
+    if len(out_shape) != 2 or out_shape[1] is None:
+        raise QBenchError(f"model output must be class scores (batch, classes), got {out_shape}")
+    return int(in_shape[1]), int(out_shape[1])
+
+
+def peek_user_model(path: Path) -> tuple[int, int]:
+    return model_io_shape(load_keras_model(path))
+
+
+def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> ModelInfo:
+    """Return the model under test: the user's (validated) or a cached/trained MobileNetV2."""
+    if settings.model_path is not None:
+        model = load_keras_model(settings.model_path)
+        size, classes = model_io_shape(model)
+        if classes != dataset.num_classes:
+            raise QBenchError(
+                f"model {settings.model_path} predicts {classes} classes but the {dataset.name} dataset has {dataset.num_classes}"
+            )
+        if size != dataset.image_size:
+            raise QBenchError(f"model input is {size}x{size} but the dataset was loaded at {dataset.image_size}x{dataset.image_size}")
+        return ModelInfo(
+            path=settings.model_path,
+            key=stable_hash("user", file_hash(settings.model_path), settings.preprocess),
+            image_size=size,
+            num_classes=classes,
+            trained_here=False,
+            preprocess=settings.preprocess,
+        )
+
+    key = training_key(dataset, settings.profile, settings.seed)
+    out_dir = settings.build_dir / "models" / key
+    path = out_dir / "model.keras"
+    meta_path = out_dir / "meta.json"
+    if path.is_file():
+        try:
+            model = load_keras_model(path, "cached model")
+            model_io_shape(model)
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            progress(f"using cached model {path}")
+            return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", meta.get("train_seconds"))
+        except (QBenchError, ValueError) as exc:
+            progress(f"cached model unusable ({exc}); training again")
+    seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
+    atomic_write_json(
+        meta_path,
+        {
+            "dataset": dataset.name,
+            "fingerprint": dataset.fingerprint(),
+            "profile": settings.profile.name,
+            "seed": settings.seed,
+            "train_seconds": round(seconds, 2),
+            "train_samples": int(len(dataset.train_idx)),
+        },
+    )
+    progress(f"trained in {seconds:.0f}s, saved {path}")
+    return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", seconds)
+
+
+def keras_predict_scores(model, images: np.ndarray, preprocess: str, batch_size: int = 64) -> np.ndarray:
+    """Batched reference predictions (used for sanity checks, never for timing)."""
+    x = to_model_input(images, preprocess)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))

@@ -1,0 +1,172 @@
+"""pytest plugin: options, session fixtures, variant parametrization, summary table.
+
+Loaded from the top-level ``conftest.py`` (``pytest_plugins = ["qbench.plugin"]``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from qbench import VARIANTS
+from qbench.config import PROFILES, Settings, make_settings
+from qbench.errors import QBenchError
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+SESSION_KEY = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("qbench", "qbench model quantization benchmarks")
+    g.addoption("--qbench-dataset", default="digits", help="dataset: digits (embedded default, scikit-learn) or pet (Oxford-IIIT Pet)")
+    g.addoption("--qbench-dataset-root", default=None, help="Oxford-IIIT Pet root (images/*.jpg, annotations/list.txt)")
+    g.addoption("--qbench-model-path", default=None, help="evaluate your own .keras/.h5 classifier instead of training one")
+    g.addoption("--qbench-preprocess", default="unit", help="input scaling for --qbench-model-path: unit ([0,1]) or symmetric ([-1,1])")
+    g.addoption("--qbench-profile", default="full", help=f"model/threshold profile: {', '.join(PROFILES)} (default: full)")
+    g.addoption("--qbench-variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
+    g.addoption("--qbench-build-dir", default="build", help="artifact cache directory (default: build)")
+    g.addoption("--qbench-report-dir", default=None, help="where summary.md/summary.json go (default: <build-dir>/report)")
+    g.addoption("--qbench-seed", type=int, default=0, help="seed for split, calibration sampling and training")
+    g.addoption("--qbench-test-fraction", type=float, default=0.2, help="stratified test split fraction (default 0.2)")
+    g.addoption("--qbench-calibration-samples", type=int, default=None, help="int8 calibration samples from the train split")
+    g.addoption("--qbench-min-accuracy", type=float, default=None, help="absolute accuracy floor for every variant")
+    g.addoption("--qbench-max-drop", type=float, default=None, help="max accuracy drop of any variant vs native")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    config.addinivalue_line("markers", "qbench_variants(*names): run this variant-parametrized test only for these variants")
+    opt = config.getoption
+    try:
+        settings = make_settings(
+            dataset=opt("qbench_dataset"),
+            dataset_root=opt("qbench_dataset_root"),
+            model_path=opt("qbench_model_path"),
+            preprocess=opt("qbench_preprocess"),
+            profile=opt("qbench_profile"),
+            variants=opt("qbench_variants"),
+            build_dir=opt("qbench_build_dir"),
+            report_dir=opt("qbench_report_dir"),
+            seed=opt("qbench_seed"),
+            test_fraction=opt("qbench_test_fraction"),
+            calibration_samples=opt("qbench_calibration_samples"),
+            min_accuracy=opt("qbench_min_accuracy"),
+            max_drop=opt("qbench_max_drop"),
+        )
+    except QBenchError as exc:
+        raise pytest.UsageError(f"qbench: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+
+
+def make_progress(config: pytest.Config):
+    """Progress lines that reach the terminal even while pytest captures output."""
+
+    def progress(message: str) -> None:
+        line = f"[qbench] {message}"
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        if tr is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                tr.write_line(line)
+        else:
+            tr.write_line(line)
+
+    return progress
+
+
+def get_session(config: pytest.Config):
+    from qbench.session import QBenchSession
+
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        session = QBenchSession(config.stash[SETTINGS_KEY], make_progress(config))
+        config.stash[SESSION_KEY] = session
+    return session
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant" not in metafunc.fixturenames:
+        return
+    variants = list(metafunc.config.stash[SETTINGS_KEY].variants)
+    marker = metafunc.definition.get_closest_marker("qbench_variants")
+    if marker is not None:
+        variants = [v for v in variants if v in marker.args]
+    metafunc.parametrize("variant", variants, ids=variants)
+
+
+@pytest.fixture(scope="session")
+def qbench_settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def qbench(pytestconfig: pytest.Config):
+    """The :class:`qbench.session.QBenchSession` (dataset, model, variants, runners)."""
+    return get_session(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def qbench_dataset(qbench):
+    return qbench.dataset
+
+
+@pytest.fixture(scope="session")
+def qbench_model(qbench):
+    return qbench.model_info
+
+
+@pytest.fixture
+def qbench_runner(qbench, variant):
+    return qbench.runner(variant)
+
+
+def record_benchmark(qbench, variant: str, benchmark) -> None:
+    """Feed pytest-benchmark's statistics into the summary table."""
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is None:  # --benchmark-disable
+        return
+    qbench.record_latency(
+        variant,
+        {
+            "mean": stats.mean,
+            "median": stats.median,
+            "min": stats.min,
+            "stddev": stats.stddev,
+            "rounds": stats.rounds,
+        },
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(QBenchError):
+        exc = call.excinfo.value
+        report.longrepr = f"qbench: {exc}"
+        if getattr(exc, "fatal", True):
+            item.session.shouldstop = f"qbench: {exc}"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.results:
+        return
+    from qbench.report import render_markdown, summarize, write_reports
+
+    rows = summarize(session.results)
+    terminalreporter.section("qbench summary")
+    for line in render_markdown(rows).splitlines():
+        terminalreporter.write_line(line)
+    try:
+        md, js = write_reports(rows, session.environment(), session.settings.reports)
+    except OSError as exc:
+        terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
+        return
+    terminalreporter.write_line(f"speed boost/size reduction relative to native; report written to {md} and {js}")

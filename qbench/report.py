@@ -1,0 +1,83 @@
+"""The summary table: speed boost, accuracy and size reduction per variant."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from qbench import VARIANTS
+from qbench.fsutil import atomic_write_json, atomic_write_text
+
+
+def summarize(results: dict, baseline: str = "native") -> list[dict]:
+    """Rows in canonical variant order with ratios against ``baseline``.
+
+    ``speed_boost`` = baseline mean latency / variant mean latency;
+    ``size_reduction`` = baseline file size / variant file size.
+    Ratios are ``None`` when either side was not measured in this run.
+    """
+    base = results.get(baseline)
+    base_lat = (base.latency or {}).get("mean") if base else None
+    base_size = base.size_bytes if base else None
+    rows = []
+    order = [v for v in VARIANTS if v in results] + [v for v in results if v not in VARIANTS]
+    for name in order:
+        r = results[name]
+        lat = (r.latency or {}).get("mean")
+        rows.append(
+            {
+                "variant": name,
+                "speed_boost": base_lat / lat if base_lat and lat else None,
+                "accuracy": r.accuracy,
+                "size_reduction": base_size / r.size_bytes if base_size and r.size_bytes else None,
+                "mean_latency_ms": lat * 1e3 if lat else None,
+                "median_latency_ms": (r.latency or {}).get("median", 0) * 1e3 or None,
+                "rounds": (r.latency or {}).get("rounds"),
+                "size_bytes": r.size_bytes,
+                "g_mean": r.metrics.get("g_mean") if r.metrics else None,
+            }
+        )
+    return rows
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def render_markdown(rows: list[dict]) -> str:
+    header = ["", "Speed boost", "Accuracy", "Size reduction", "Mean latency [ms]", "Size [KiB]", "G-mean"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---------------"] + ["------------:"] * (len(header) - 1)) + "|",
+    ]
+    for r in rows:
+        cells = [
+            r["variant"],
+            _fmt(r["speed_boost"], ".2f"),
+            _fmt(r["accuracy"], ".4f"),
+            _fmt(r["size_reduction"], ".2f"),
+            _fmt(r["mean_latency_ms"], ".3f"),
+            _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
+            _fmt(r["g_mean"], ".4f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(rows: list[dict], environment: dict, out_dir: Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    md = out_dir / "summary.md"
+    js = out_dir / "summary.json"
+    env_lines = "".join(f"- {k}: {v}\n" for k, v in sorted(environment.items()))
+    atomic_write_text(
+        md,
+        "# qbench summary\n\n"
+        + render_markdown(rows)
+        + "\nSpeed boost and size reduction are relative to `native` (graph-mode TensorFlow, "
+        "same single-image end-to-end call for every variant).\n\n## Environment\n\n"
+        + env_lines,
+    )
+    atomic_write_json(js, {"rows": rows, "environment": environment})
+    return md, js
