@@ -156,12 +156,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or not session.results:
-        return
+    if session is None or not any(r.accuracy is not None or r.latency for r in session.results.values()):
+        return  # nothing measured (e.g. only spec tests ran): keep the last full report
     from qbench.report import render_markdown, summarize, write_reports
 
     rows = summarize(session.results)
     terminalreporter.section("qbench summary")
+    if not session.settings.variants or "native" not in session.results:
+        terminalreporter.write_line("(native was not measured in this run: ratios are n/a)")
     for line in render_markdown(rows).splitlines():
         terminalreporter.write_line(line)
     try:

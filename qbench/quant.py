@@ -44,7 +44,8 @@ def round_half_away_from_zero(x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x)
     whole = np.trunc(x)
-    frac = x - whole  # exact for IEEE floats
+    with np.errstate(invalid="ignore"):  # inf - inf for infinite inputs; they stay infinite
+        frac = x - whole  # exact for IEEE floats
     return whole + np.where(np.abs(frac) >= 0.5, np.sign(x), 0).astype(x.dtype)
 
 
@@ -107,7 +108,7 @@ def choose_qparams(rmin: float, rmax: float, dtype=np.int8) -> QParams:
     rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
     if rmax == rmin:
         return QParams(1.0, 0 if lo < 0 else lo, np.dtype(dtype).name)
-    scale = float(np.float32((rmax - rmin) / (hi - lo)))
+    scale = float(max(np.float32((rmax - rmin) / (hi - lo)), np.finfo(np.float32).tiny))
     zero_point = int(np.clip(round_half_away_from_zero(np.float64(lo - rmin / scale)), lo, hi))
     return QParams(scale, zero_point, np.dtype(dtype).name)
 

@@ -47,7 +47,7 @@ def _fmt(value, spec: str) -> str:
 
 
 def render_markdown(rows: list[dict]) -> str:
-    header = ["", "Speed boost", "Accuracy", "Size reduction", "Mean latency [ms]", "Size [KiB]", "G-mean"]
+    header = ["Variant", "Speed boost", "Accuracy", "Size reduction", "Mean latency [ms]", "Size [KiB]", "G-mean"]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---------------"] + ["------------:"] * (len(header) - 1)) + "|",
