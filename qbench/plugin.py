@@ -37,7 +37,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     config.addinivalue_line("markers", "qbench_variants(*names): run this variant-parametrized test only for these variants")
     opt = config.getoption
     try:
@@ -93,6 +92,10 @@ def get_session(config: pytest.Config):
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" not in metafunc.fixturenames:
         return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if "variant" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return  # the test chose its own variants
     variants = list(metafunc.config.stash[SETTINGS_KEY].variants)
     marker = metafunc.definition.get_closest_marker("qbench_variants")
     if marker is not None:

@@ -138,7 +138,7 @@ def compile_tvm(int8_tflite: bytes, out_so: Path, threads: int) -> dict:
     executable = tvm.compile(mod, target=target)
     with atomic_path(out_so, suffix=".so") as tmp:
         executable.export_library(str(tmp))
-    return {"target": str(target), "tvm_version": tvm.__version__}
+    return {"target": tvm_target_spec(threads), "tvm_target": str(target), "tvm_version": tvm.__version__}
 
 
 class VariantBuilder:

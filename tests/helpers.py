@@ -1,0 +1,58 @@
+"""Helpers for qbench's own tests: a generated Pet tree, a pytest subprocess runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+PET_HEADER = """#Image CLASS-ID SPECIES BREED ID
+#ID: 1:37 Class ids
+#SPECIES: 1:Cat 2:Dog
+#BREED ID: 1-25:Cat 1:12:Dog
+#All images with 1st letter as captial are cat images
+#images with small first letter are dog images
+"""
+
+# (name, class id, species, breed id), following the Oxford-IIIT Pet conventions
+PET_BREEDS = [("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("Bengal", 6, 1, 2)]
+
+
+def make_pet_tree(root: Path, per_class: int = 12, size: int = 40, seed: int = 0) -> Path:
+    """A small Oxford-IIIT-Pet-shaped tree: ``images/<Breed>_<n>.jpg`` + ``annotations/list.txt``.
+
+    Each breed gets a distinct dominant colour plus noise, so a model can learn it.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    lines = [PET_HEADER]
+    for k, (breed, class_id, species, breed_id) in enumerate(PET_BREEDS):
+        for n in range(1, per_class + 1):
+            img = rng.integers(0, 90, size=(size, size + 8 * k, 3))  # non-square, varying sizes
+            img[..., k] += 160
+            name = f"{breed}_{n}"
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / "images" / f"{name}.jpg", quality=90)
+            lines.append(f"{name} {class_id} {species} {breed_id}\n")
+    (root / "annotations" / "list.txt").write_text("".join(lines))
+    return root
+
+
+def run_pytest(*args: str, cwd: Path = REPO, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run pytest in a fresh interpreter (what a user types), capturing output."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

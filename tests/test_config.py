@@ -1,0 +1,65 @@
+import zipfile
+
+import pytest
+
+from qbench import VARIANTS
+from qbench.config import PROFILES, check_model_file, make_settings, parse_variants
+from qbench.errors import QBenchError
+
+
+def test_defaults():
+    s = make_settings()
+    assert s.dataset == "digits" and s.variants == VARIANTS and s.profile is PROFILES["full"]
+    assert s.accuracy_floor == PROFILES["full"].min_accuracy
+    assert s.reports == s.build_dir / "report"
+
+
+def test_variant_selection_keeps_canonical_order():
+    assert parse_variants("tvm-avx2-int8, native") == ("native", "tvm-avx2-int8")
+    assert parse_variants("all") == VARIANTS
+
+
+def test_unknown_variant_is_one_clear_sentence():
+    with pytest.raises(QBenchError, match=r"unknown variant\(s\) 'tflite-int4'; choose from native, "):
+        parse_variants("native,tflite-int4")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
+        ({"dataset": "pet"}, "needs --qbench-dataset-root"),
+        ({"dataset": "pet", "dataset_root": "/nonexistent/pets"}, "/nonexistent/pets does not exist"),
+        ({"dataset_root": "/tmp"}, "only used with --qbench-dataset pet"),
+        ({"profile": "huge"}, "unknown profile 'huge'"),
+        ({"preprocess": "symmetric"}, "only applies to --qbench-model-path"),
+        ({"test_fraction": 1.5}, "between 0 and 1"),
+        ({"min_accuracy": 2.0}, "--qbench-min-accuracy must be between 0 and 1"),
+        ({"calibration_samples": 0}, "must be positive"),
+        ({"model_path": "/nonexistent/model.keras"}, "does not exist"),
+    ],
+)
+def test_bad_options(kwargs, message):
+    with pytest.raises(QBenchError, match=message):
+        make_settings(**kwargs)
+
+
+def test_model_file_checks(tmp_path):
+    bad_ext = tmp_path / "model.pt"
+    bad_ext.write_bytes(b"x")
+    with pytest.raises(QBenchError, match="must be a Keras .keras or .h5 file"):
+        check_model_file(bad_ext)
+    garbage = tmp_path / "model.keras"
+    garbage.write_bytes(b"this is not a zip")
+    with pytest.raises(QBenchError, match="corrupt: it is not a .keras zip archive"):
+        check_model_file(garbage)
+    h5 = tmp_path / "model.h5"
+    h5.write_bytes(b"PK\x03\x04 zip, not hdf5")
+    with pytest.raises(QBenchError, match="not an HDF5 file"):
+        check_model_file(h5)
+    good = tmp_path / "ok.keras"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("config.json", "{}")
+    assert check_model_file(good) == good
+    with pytest.raises(QBenchError, match="is not a file"):
+        check_model_file(tmp_path)

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+
+from qbench.metrics import classification_metrics
+from qbench.report import render_markdown, summarize, write_reports
+from qbench.session import VariantResult
+
+
+def test_metrics_basic():
+    m = classification_metrics([0, 0, 1, 1, 2, 2], [0, 0, 1, 2, 2, 2], 3)
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["confusion_matrix"] == [[2, 0, 0], [0, 1, 1], [0, 0, 2]]
+    assert m["recall"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert m["g_mean"] == pytest.approx(0.5 ** (1 / 3))
+
+
+def test_g_mean_exposes_a_dead_class():
+    y = np.repeat(np.arange(4), 25)
+    pred = np.where(y == 3, 0, y)  # class 3 never predicted: accuracy still 0.75
+    m = classification_metrics(y, pred, 4)
+    assert m["accuracy"] == 0.75 and m["g_mean"] == 0.0
+
+
+def _results():
+    return {
+        "native": VariantResult("native", 0.95, {"g_mean": 0.94}, 4000, {"mean": 0.004, "median": 0.004, "rounds": 10}),
+        "tflite-int8": VariantResult("tflite-int8", 0.94, {"g_mean": 0.93}, 1000, {"mean": 0.001, "median": 0.001, "rounds": 50}),
+        "tvm-avx2-int8": VariantResult("tvm-avx2-int8", 0.94, {}, 2000, None),
+    }
+
+
+def test_summary_ratios_and_missing_values():
+    rows = {r["variant"]: r for r in summarize(_results())}
+    assert rows["native"]["speed_boost"] == 1.0 and rows["native"]["size_reduction"] == 1.0
+    assert rows["tflite-int8"]["speed_boost"] == pytest.approx(4.0)
+    assert rows["tflite-int8"]["size_reduction"] == pytest.approx(4.0)
+    assert rows["tvm-avx2-int8"]["speed_boost"] is None  # no latency measured
+    assert rows["tvm-avx2-int8"]["size_reduction"] == pytest.approx(2.0)
+
+
+def test_summary_without_native_has_no_ratios():
+    res = _results()
+    del res["native"]
+    assert all(r["speed_boost"] is None and r["size_reduction"] is None for r in summarize(res))
+
+
+def test_markdown_and_json(tmp_path):
+    rows = summarize(_results())
+    md = render_markdown(rows)
+    lines = md.splitlines()
+    assert lines[0].startswith("| Variant | Speed boost | Accuracy | Size reduction")
+    assert lines[2].startswith("| native | 1.00 | 0.9500 | 1.00 | 4.000 |")
+    assert "| tvm-avx2-int8 | n/a | 0.9400 | 2.00 | n/a |" in md
+    md_path, js_path = write_reports(rows, {"cpu": "test"}, tmp_path)
+    assert "## Environment" in md_path.read_text()
+    data = json.loads(js_path.read_text())
+    assert [r["variant"] for r in data["rows"]] == ["native", "tflite-int8", "tvm-avx2-int8"]
