@@ -142,7 +142,7 @@ def test_quantize_is_monotonic(x, scale, zero_point):
 weights = hnp.arrays(
     np.float32,
     hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=6),
-    elements=st.floats(-10, 10, width=32),
+    elements=st.just(0.0) | st.floats(2.0**-20, 10, width=32) | st.floats(-10, -(2.0**-20), width=32),
 )
 
 

@@ -16,6 +16,7 @@ from qbench.errors import QBenchError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SESSION_KEY = pytest.StashKey[object]()
+FATAL_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -152,9 +153,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.excinfo is not None and call.excinfo.errisinstance(QBenchError):
         exc = call.excinfo.value
         report.longrepr = f"qbench: {exc}"
+        report.sections = []  # the framework's import chatter is noise next to the real message
         if getattr(exc, "fatal", True):
             item.session.shouldstop = f"qbench: {exc}"
+            item.config.stash[FATAL_KEY] = str(exc)
     return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    if session.config.stash.get(FATAL_KEY, None) is not None:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR  # bad input, same code as a bad option
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

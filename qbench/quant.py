@@ -124,6 +124,7 @@ def quantize_weights_symmetric_per_channel(w, axis: int) -> tuple[np.ndarray, np
     reduce_axes = tuple(i for i in range(w.ndim) if i != axis)
     max_abs = np.max(np.abs(w), axis=reduce_axes) if reduce_axes else np.abs(w)
     scales = np.where(max_abs > 0, max_abs / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+    scales = np.maximum(scales, np.finfo(np.float32).tiny)  # subnormal weights must not give scale 0
     shape = [1] * w.ndim
     shape[axis] = -1
     with np.errstate(over="ignore", invalid="ignore"):
