@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -112,6 +113,10 @@ def train_model(dataset: Dataset, profile: Profile, seed: int, out_path: Path, p
     clean.set_weights(model.get_weights())
     with atomic_path(out_path) as tmp:
         clean.save(tmp)
+    # Drop the training graph, optimizer and their buffers before anything is timed.
+    del model, clean
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
     return seconds
 
 
@@ -143,8 +148,12 @@ def peek_user_model(path: Path) -> tuple[int, int]:
     return model_io_shape(load_keras_model(path))
 
 
-def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> ModelInfo:
-    """Return the model under test: the user's (validated) or a cached/trained MobileNetV2."""
+def prepare_model(settings: Settings, dataset: Dataset, progress: Progress, isolate: bool = True) -> ModelInfo:
+    """Return the model under test: the user's (validated) or a cached/trained MobileNetV2.
+
+    With ``isolate`` (the default) training runs in a child process, so the
+    process that later times inference never trained (see :mod:`qbench.train`).
+    """
     if settings.model_path is not None:
         model = load_keras_model(settings.model_path)
         size, classes = model_io_shape(model)
@@ -176,7 +185,12 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> M
             return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", meta.get("train_seconds"))
         except (QBenchError, ValueError) as exc:
             progress(f"cached model unusable ({exc}); training again")
-    seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
+    if isolate:
+        from qbench.train import train_in_subprocess
+
+        seconds = train_in_subprocess(settings, dataset, path, progress)
+    else:
+        seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
     atomic_write_json(
         meta_path,
         {

@@ -12,26 +12,28 @@ from qbench.fsutil import atomic_write_json, atomic_write_text
 def summarize(results: dict, baseline: str = "native") -> list[dict]:
     """Rows in canonical variant order with ratios against ``baseline``.
 
-    ``speed_boost`` = baseline mean latency / variant mean latency;
+    ``speed_boost`` = baseline median latency / variant median latency (the
+    median shrugs off the scheduler hiccups of a shared 2-core machine);
     ``size_reduction`` = baseline file size / variant file size.
     Ratios are ``None`` when either side was not measured in this run.
     """
     base = results.get(baseline)
-    base_lat = (base.latency or {}).get("mean") if base else None
+    base_lat = (base.latency or {}).get("median") if base else None
     base_size = base.size_bytes if base else None
     rows = []
     order = [v for v in VARIANTS if v in results] + [v for v in results if v not in VARIANTS]
     for name in order:
         r = results[name]
-        lat = (r.latency or {}).get("mean")
+        lat = (r.latency or {}).get("median")
+        mean = (r.latency or {}).get("mean")
         rows.append(
             {
                 "variant": name,
                 "speed_boost": base_lat / lat if base_lat and lat else None,
                 "accuracy": r.accuracy,
                 "size_reduction": base_size / r.size_bytes if base_size and r.size_bytes else None,
-                "mean_latency_ms": lat * 1e3 if lat else None,
-                "median_latency_ms": (r.latency or {}).get("median", 0) * 1e3 or None,
+                "median_latency_ms": lat * 1e3 if lat else None,
+                "mean_latency_ms": mean * 1e3 if mean else None,
                 "rounds": (r.latency or {}).get("rounds"),
                 "size_bytes": r.size_bytes,
                 "g_mean": r.metrics.get("g_mean") if r.metrics else None,
@@ -47,7 +49,7 @@ def _fmt(value, spec: str) -> str:
 
 
 def render_markdown(rows: list[dict]) -> str:
-    header = ["Variant", "Speed boost", "Accuracy", "Size reduction", "Mean latency [ms]", "Size [KiB]", "G-mean"]
+    header = ["Variant", "Speed boost", "Accuracy", "Size reduction", "Median latency [ms]", "Size [KiB]", "G-mean"]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---------------"] + ["------------:"] * (len(header) - 1)) + "|",
@@ -58,7 +60,7 @@ def render_markdown(rows: list[dict]) -> str:
             _fmt(r["speed_boost"], ".2f"),
             _fmt(r["accuracy"], ".4f"),
             _fmt(r["size_reduction"], ".2f"),
-            _fmt(r["mean_latency_ms"], ".3f"),
+            _fmt(r["median_latency_ms"], ".3f"),
             _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
             _fmt(r["g_mean"], ".4f"),
         ]
@@ -75,8 +77,9 @@ def write_reports(rows: list[dict], environment: dict, out_dir: Path) -> tuple[P
         md,
         "# qbench summary\n\n"
         + render_markdown(rows)
-        + "\nSpeed boost and size reduction are relative to `native` (graph-mode TensorFlow, "
-        "same single-image end-to-end call for every variant).\n\n## Environment\n\n"
+        + "\nSpeed boost (ratio of median single-image latencies) and size reduction (ratio of "
+        "file sizes) are relative to `native` (graph-mode TensorFlow); every variant is timed on the "
+        "same end-to-end call, float image in, float scores out.\n\n## Environment\n\n"
         + env_lines,
     )
     atomic_write_json(js, {"rows": rows, "environment": environment})

@@ -54,6 +54,13 @@ def cpu_has_avx2() -> bool:
         return True  # not Linux: let LLVM decide
 
 
+def load_session_dataset(settings: Settings, image_size: int, progress: Progress) -> Dataset:
+    """The dataset exactly as a session uses it (split, then the profile's subset)."""
+    s = settings
+    ds = load_dataset(s.dataset, s.dataset_root, image_size, s.seed, s.test_fraction, s.build_dir / "datasets", progress)
+    return ds.subset(s.profile.max_train, s.profile.max_test)
+
+
 class QBenchSession:
     def __init__(self, settings: Settings, progress: Progress | None = None):
         self.settings = settings
@@ -81,10 +88,7 @@ class QBenchSession:
             s = self.settings
             size = self._image_size()
             t0 = time.perf_counter()
-            ds = load_dataset(
-                s.dataset, s.dataset_root, size, s.seed, s.test_fraction, s.build_dir / "datasets", self.progress
-            )
-            ds = ds.subset(s.profile.max_train, s.profile.max_test)
+            ds = load_session_dataset(s, size, self.progress)
             self.progress(
                 f"dataset {ds.name}: {len(ds.train_idx)} train / {len(ds.test_idx)} test images, "
                 f"{ds.num_classes} classes, {size}x{size} ({time.perf_counter() - t0:.1f}s)"

@@ -80,7 +80,7 @@ def test_end_to_end_smoke_run(smoke_run):
     assert set(rows) == {"native", "tflite-fp32", "tflite-int8", "tvm-avx2-int8"}
     assert rows["native"]["speed_boost"] == 1.0
     for r in rows.values():
-        assert 0.0 <= r["accuracy"] <= 1.0 and r["mean_latency_ms"] > 0 and r["size_bytes"] > 0
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["median_latency_ms"] > 0 and r["size_bytes"] > 0
     assert rows["tflite-int8"]["size_reduction"] > 2.5  # int8 weights are 4x smaller than fp32
     assert data["environment"]["calibration_split"] == "train"
     assert (build / "report" / "summary.md").read_text().startswith("# qbench summary")
