@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from qbench import VARIANTS
 from qbench.datasets import DATASETS, PREPROCESSING
@@ -79,6 +81,7 @@ class Settings:
     min_accuracy: float | None = None
     max_drop: float | None = None
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    options: dict = field(default_factory=dict, compare=False, repr=False)  # as given to make_settings
 
     @property
     def n_calibration(self) -> int:
@@ -134,6 +137,40 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
+# One table for both front ends: pytest's --qbench-<name> options and
+# ``python -m qbench.prepare --<name>``.
+OPTIONS: list[tuple[str, type, Any, str]] = [
+    ("dataset", str, "digits", "dataset: digits (embedded default, scikit-learn) or pet (Oxford-IIIT Pet)"),
+    ("dataset-root", str, None, "Oxford-IIIT Pet root (images/*.jpg, annotations/list.txt)"),
+    ("model-path", str, None, "evaluate your own .keras/.h5 classifier instead of training one"),
+    ("preprocess", str, "unit", "input scaling for --qbench-model-path models: unit ([0,1]) or symmetric ([-1,1])"),
+    ("profile", str, "full", f"model/threshold profile: {', '.join(PROFILES)} (default: full)"),
+    ("variants", str, None, f"comma-separated subset of {','.join(VARIANTS)} (default: all)"),
+    ("build-dir", str, "build", "artifact cache directory (default: build)"),
+    ("report-dir", str, None, "where summary.md/summary.json go (default: <build-dir>/report)"),
+    ("seed", int, 0, "seed for the split, calibration sampling and training"),
+    ("test-fraction", float, 0.2, "stratified test split fraction (default 0.2)"),
+    ("calibration-samples", int, None, "int8 calibration samples, drawn from the train split"),
+    ("min-accuracy", float, None, "absolute accuracy floor for every variant"),
+    ("max-drop", float, None, "max accuracy drop of any variant vs native"),
+]
+
+
+def settings_from_options(get: Callable[[str], Any]) -> Settings:
+    """Build settings from an option getter keyed by the names in :data:`OPTIONS`."""
+    return make_settings(**{name.replace("-", "_"): get(name) for name, *_ in OPTIONS})
+
+
+def settings_to_argv(settings: Settings) -> list[str]:
+    """The ``--name value`` arguments that rebuild ``settings`` (for a child process)."""
+    argv = []
+    for name, _type, _default, _help in OPTIONS:
+        value = settings.options.get(name.replace("-", "_"))
+        if value is not None:
+            argv += [f"--{name}", repr(value) if isinstance(value, float) else str(value)]
+    return argv
+
+
 def make_settings(
     dataset: str = "digits",
     dataset_root: str | None = None,
@@ -175,7 +212,23 @@ def make_settings(
     for name, value in (("--qbench-min-accuracy", min_accuracy), ("--qbench-max-drop", max_drop)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise QBenchError(f"{name} must be between 0 and 1, got {value}")
+    options = dict(
+        dataset=dataset,
+        dataset_root=dataset_root,
+        model_path=model_path,
+        profile=profile,
+        variants=variants,
+        build_dir=build_dir,
+        report_dir=report_dir,
+        seed=seed,
+        preprocess=preprocess,
+        test_fraction=test_fraction,
+        calibration_samples=calibration_samples,
+        min_accuracy=min_accuracy,
+        max_drop=max_drop,
+    )
     return Settings(
+        options=options,
         dataset=dataset,
         dataset_root=root,
         model_path=model,

@@ -148,12 +148,19 @@ def peek_user_model(path: Path) -> tuple[int, int]:
     return model_io_shape(load_keras_model(path))
 
 
-def prepare_model(settings: Settings, dataset: Dataset, progress: Progress, isolate: bool = True) -> ModelInfo:
-    """Return the model under test: the user's (validated) or a cached/trained MobileNetV2.
+def model_key(settings: Settings, dataset: Dataset) -> str:
+    """Cache key of the model under test (known before the model exists)."""
+    if settings.model_path is not None:
+        return stable_hash("user", file_hash(settings.model_path), settings.preprocess)
+    return training_key(dataset, settings.profile, settings.seed)
 
-    With ``isolate`` (the default) training runs in a child process, so the
-    process that later times inference never trained (see :mod:`qbench.train`).
-    """
+
+def trained_model_path(settings: Settings, key: str) -> Path:
+    return settings.build_dir / "models" / key / "model.keras"
+
+
+def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> ModelInfo:
+    """Return the model under test: the user's (validated) or a cached/trained MobileNetV2."""
     if settings.model_path is not None:
         model = load_keras_model(settings.model_path)
         size, classes = model_io_shape(model)
@@ -165,17 +172,16 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress, isol
             raise QBenchError(f"model input is {size}x{size} but the dataset was loaded at {dataset.image_size}x{dataset.image_size}")
         return ModelInfo(
             path=settings.model_path,
-            key=stable_hash("user", file_hash(settings.model_path), settings.preprocess),
+            key=model_key(settings, dataset),
             image_size=size,
             num_classes=classes,
             trained_here=False,
             preprocess=settings.preprocess,
         )
 
-    key = training_key(dataset, settings.profile, settings.seed)
-    out_dir = settings.build_dir / "models" / key
-    path = out_dir / "model.keras"
-    meta_path = out_dir / "meta.json"
+    key = model_key(settings, dataset)
+    path = trained_model_path(settings, key)
+    meta_path = path.parent / "meta.json"
     if path.is_file():
         try:
             model = load_keras_model(path, "cached model")
@@ -185,12 +191,7 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress, isol
             return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", meta.get("train_seconds"))
         except (QBenchError, ValueError) as exc:
             progress(f"cached model unusable ({exc}); training again")
-    if isolate:
-        from qbench.train import train_in_subprocess
-
-        seconds = train_in_subprocess(settings, dataset, path, progress)
-    else:
-        seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
+    seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
     atomic_write_json(
         meta_path,
         {

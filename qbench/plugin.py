@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from qbench import VARIANTS
-from qbench.config import PROFILES, Settings, make_settings
+from qbench.config import OPTIONS, Settings, settings_from_options
 from qbench.errors import QBenchError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -21,41 +20,15 @@ FATAL_KEY = pytest.StashKey[str]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("qbench", "qbench model quantization benchmarks")
-    g.addoption("--qbench-dataset", default="digits", help="dataset: digits (embedded default, scikit-learn) or pet (Oxford-IIIT Pet)")
-    g.addoption("--qbench-dataset-root", default=None, help="Oxford-IIIT Pet root (images/*.jpg, annotations/list.txt)")
-    g.addoption("--qbench-model-path", default=None, help="evaluate your own .keras/.h5 classifier instead of training one")
-    g.addoption("--qbench-preprocess", default="unit", help="input scaling for --qbench-model-path: unit ([0,1]) or symmetric ([-1,1])")
-    g.addoption("--qbench-profile", default="full", help=f"model/threshold profile: {', '.join(PROFILES)} (default: full)")
-    g.addoption("--qbench-variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)")
-    g.addoption("--qbench-build-dir", default="build", help="artifact cache directory (default: build)")
-    g.addoption("--qbench-report-dir", default=None, help="where summary.md/summary.json go (default: <build-dir>/report)")
-    g.addoption("--qbench-seed", type=int, default=0, help="seed for split, calibration sampling and training")
-    g.addoption("--qbench-test-fraction", type=float, default=0.2, help="stratified test split fraction (default 0.2)")
-    g.addoption("--qbench-calibration-samples", type=int, default=None, help="int8 calibration samples from the train split")
-    g.addoption("--qbench-min-accuracy", type=float, default=None, help="absolute accuracy floor for every variant")
-    g.addoption("--qbench-max-drop", type=float, default=None, help="max accuracy drop of any variant vs native")
+    for name, type_, default, help_ in OPTIONS:
+        g.addoption(f"--qbench-{name}", type=type_, default=default, help=help_)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config.addinivalue_line("markers", "qbench_variants(*names): run this variant-parametrized test only for these variants")
-    opt = config.getoption
     try:
-        settings = make_settings(
-            dataset=opt("qbench_dataset"),
-            dataset_root=opt("qbench_dataset_root"),
-            model_path=opt("qbench_model_path"),
-            preprocess=opt("qbench_preprocess"),
-            profile=opt("qbench_profile"),
-            variants=opt("qbench_variants"),
-            build_dir=opt("qbench_build_dir"),
-            report_dir=opt("qbench_report_dir"),
-            seed=opt("qbench_seed"),
-            test_fraction=opt("qbench_test_fraction"),
-            calibration_samples=opt("qbench_calibration_samples"),
-            min_accuracy=opt("qbench_min_accuracy"),
-            max_drop=opt("qbench_max_drop"),
-        )
+        settings = settings_from_options(lambda name: config.getoption(f"qbench_{name.replace('-', '_')}"))
     except QBenchError as exc:
         raise pytest.UsageError(f"qbench: {exc}") from None
     config.stash[SETTINGS_KEY] = settings

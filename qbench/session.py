@@ -62,8 +62,18 @@ def load_session_dataset(settings: Settings, image_size: int, progress: Progress
 
 
 class QBenchSession:
-    def __init__(self, settings: Settings, progress: Progress | None = None):
+    """Lazily builds and caches everything for one run.
+
+    With ``isolate`` (the default), anything missing from the cache (training,
+    conversion, compilation) is built by ``python -m qbench.prepare`` in a
+    child process and only loaded here, so the process that times inference
+    never ran ``fit()`` or a converter (see :mod:`qbench.prepare`).
+    """
+
+    def __init__(self, settings: Settings, progress: Progress | None = None, isolate: bool = True, announce_dataset: bool = True):
         self.settings = settings
+        self.isolate = isolate
+        self.announce_dataset = announce_dataset
         self.progress: Progress = progress or (lambda m: None)
         self._dataset: Dataset | None = None
         self._model_info = None
@@ -89,10 +99,11 @@ class QBenchSession:
             size = self._image_size()
             t0 = time.perf_counter()
             ds = load_session_dataset(s, size, self.progress)
-            self.progress(
-                f"dataset {ds.name}: {len(ds.train_idx)} train / {len(ds.test_idx)} test images, "
-                f"{ds.num_classes} classes, {size}x{size} ({time.perf_counter() - t0:.1f}s)"
-            )
+            if self.announce_dataset:
+                self.progress(
+                    f"dataset {ds.name}: {len(ds.train_idx)} train / {len(ds.test_idx)} test images, "
+                    f"{ds.num_classes} classes, {size}x{size} ({time.perf_counter() - t0:.1f}s)"
+                )
             self._dataset = ds
         return self._dataset
 
@@ -101,8 +112,27 @@ class QBenchSession:
         if self._model_info is None:
             from qbench.model import prepare_model
 
+            if self.isolate and self._needs_preparation():
+                from qbench.prepare import prepare_in_subprocess
+
+                prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress)
             self._model_info = prepare_model(self.settings, self.dataset, self.progress)
         return self._model_info
+
+    def _needs_preparation(self) -> bool:
+        """Is the model or any selected variant missing from the cache?"""
+        from qbench.model import ModelInfo, model_key, trained_model_path
+        from qbench.variants import VariantBuilder
+
+        s = self.settings
+        key = model_key(s, self.dataset)
+        if s.model_path is None and not trained_model_path(s, key).is_file():
+            return True
+        preprocess = s.preprocess if s.model_path is not None else "unit"
+        stub = ModelInfo(s.model_path, key, self.dataset.image_size, self.dataset.num_classes, s.model_path is None, preprocess)
+        builder = VariantBuilder(stub, self.dataset, s)
+        wanted = [v for v in s.variants if v != "tvm-avx2-int8" or cpu_has_avx2()]
+        return any(not builder.path_for(v).is_file() for v in wanted)
 
     @property
     def builder(self):

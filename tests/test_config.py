@@ -63,3 +63,37 @@ def test_model_file_checks(tmp_path):
     assert check_model_file(good) == good
     with pytest.raises(QBenchError, match="is not a file"):
         check_model_file(tmp_path)
+
+
+def test_settings_survive_the_trip_to_the_prepare_process(tmp_path):
+    import argparse
+
+    from qbench.config import OPTIONS, settings_from_options, settings_to_argv
+
+    model = tmp_path / "m.keras"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("config.json", "{}")
+    original = make_settings(
+        model_path=str(model), preprocess="symmetric", profile="smoke", variants="native,tflite-int8",
+        build_dir=str(tmp_path / "b"), seed=7, test_fraction=0.3, calibration_samples=50, max_drop=0.05,
+    )  # fmt: skip
+    parser = argparse.ArgumentParser()
+    for name, type_, default, _ in OPTIONS:
+        parser.add_argument(f"--{name}", type=type_, default=default)
+    args = parser.parse_args(settings_to_argv(original))
+    again = settings_from_options(lambda n: getattr(args, n.replace("-", "_")))
+    assert again == original
+
+
+def test_prepare_command_reports_bad_input_in_one_line():
+    from tests.helpers import REPO
+
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "qbench.prepare", "--dataset", "pet"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 3
+    assert proc.stdout.strip() == "qbench: --qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)"
+    assert "Traceback" not in proc.stderr

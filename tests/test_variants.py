@@ -51,7 +51,7 @@ def session(workdir, model_path, dataset):
 
     settings = make_settings(model_path=str(model_path), build_dir=str(workdir / "build"), calibration_samples=20)
     msgs = []
-    s = QBenchSession(settings, msgs.append)
+    s = QBenchSession(settings, msgs.append, isolate=False)
     s._dataset = dataset  # skip loading: same digits subset as the fixture
     s.messages = msgs
     return s
@@ -127,7 +127,7 @@ def test_corrupt_cached_artifact_is_rebuilt(workdir, model_path, dataset):
     from qbench.session import QBenchSession
 
     settings = make_settings(model_path=str(model_path), build_dir=str(workdir / "build"), calibration_samples=20)
-    s = QBenchSession(settings, (msgs := []).append)
+    s = QBenchSession(settings, (msgs := []).append, isolate=False)
     s._dataset = dataset
     path = s.builder.path_for("tflite-int8")
     assert path.is_file()
@@ -209,7 +209,7 @@ def test_symmetric_preprocessing_reaches_the_model(tmp_path, dataset):
 
     path = tmp_path / "m.keras"
     tiny_model(seed=1).save(path)
-    s = QBenchSession(make_settings(model_path=str(path), preprocess="symmetric", build_dir=str(tmp_path / "b"), calibration_samples=10))
+    s = QBenchSession(make_settings(model_path=str(path), preprocess="symmetric", build_dir=str(tmp_path / "b"), calibration_samples=10), isolate=False)
     s._dataset = dataset
     x, _ = s.test_inputs()
     assert x.min() == -1.0 and x.max() == 1.0
