@@ -103,12 +103,13 @@ def qbench_runner(qbench, variant):
     return qbench.runner(variant)
 
 
-def record_benchmark(qbench, variant: str, benchmark) -> None:
-    """Feed pytest-benchmark's statistics into the summary table."""
+def record_benchmark(qbench, variant: str, benchmark, reference: bool = False) -> None:
+    """Feed pytest-benchmark's statistics into the summary (``reference``: a side note, not a row)."""
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is None:  # --benchmark-disable
         return
-    qbench.record_latency(
+    record = qbench.record_reference if reference else qbench.record_latency
+    record(
         variant,
         {
             "mean": stats.mean,
@@ -139,6 +140,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR  # bad input, same code as a bad option
 
 
+def reference_notes(session) -> list[str]:
+    predict = session.references.get("keras-predict")
+    native = session.results.get("native")
+    if not predict or native is None or not native.latency:
+        return []
+    ratio = predict["median"] / native.latency["median"]
+    return [
+        f"Reference: Keras predict() on one image takes {predict['median'] * 1e3:.2f} ms (median), "
+        f"{ratio:.1f}x the graph-mode native baseline; speed-ups measured against predict() would be inflated {ratio:.1f}x."
+    ]
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not any(r.accuracy is not None or r.latency for r in session.results.values()):
@@ -146,13 +159,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     from qbench.report import render_markdown, summarize, write_reports
 
     rows = summarize(session.results)
+    notes = reference_notes(session)
     terminalreporter.section("qbench summary")
     if not session.settings.variants or "native" not in session.results:
         terminalreporter.write_line("(native was not measured in this run: ratios are n/a)")
     for line in render_markdown(rows).splitlines():
         terminalreporter.write_line(line)
+    for note in notes:
+        terminalreporter.write_line(note)
     try:
-        md, js = write_reports(rows, session.environment(), session.settings.reports)
+        md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references)
     except OSError as exc:
         terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
         return

@@ -68,7 +68,9 @@ def render_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(rows: list[dict], environment: dict, out_dir: Path) -> tuple[Path, Path]:
+def write_reports(
+    rows: list[dict], environment: dict, out_dir: Path, notes: list[str] = (), references: dict | None = None
+) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
     js = out_dir / "summary.json"
@@ -79,8 +81,10 @@ def write_reports(rows: list[dict], environment: dict, out_dir: Path) -> tuple[P
         + render_markdown(rows)
         + "\nSpeed boost (ratio of median single-image latencies) and size reduction (ratio of "
         "file sizes) are relative to `native` (graph-mode TensorFlow); every variant is timed on the "
-        "same end-to-end call, float image in, float scores out.\n\n## Environment\n\n"
+        "same end-to-end call, float image in, float scores out.\n\n"
+        + "".join(f"{note}\n\n" for note in notes)
+        + "## Environment\n\n"
         + env_lines,
     )
-    atomic_write_json(js, {"rows": rows, "environment": environment})
+    atomic_write_json(js, {"rows": rows, "environment": environment, "references": references or {}})
     return md, js

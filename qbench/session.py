@@ -82,6 +82,7 @@ class QBenchSession:
         self._runners: dict = {}
         self._evaluations: dict[str, Evaluation] = {}
         self.results: dict[str, VariantResult] = {}
+        self.references: dict[str, dict] = {}  # latencies that are not variants (e.g. Keras predict())
 
     # ---------------------------------------------------------------- data
     def _image_size(self) -> int:
@@ -194,6 +195,9 @@ class QBenchSession:
             res.accuracy, res.metrics = ev.accuracy, metrics
             self.progress(f"{variant}: accuracy {ev.accuracy:.4f} on {len(y)} test images ({seconds:.1f}s)")
         return self._evaluations[variant]
+
+    def record_reference(self, name: str, stats: dict) -> None:
+        self.references[name] = dict(stats)
 
     def record_latency(self, variant: str, stats: dict) -> None:
         self.results.setdefault(variant, VariantResult(variant)).latency = dict(stats)
