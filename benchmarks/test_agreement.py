@@ -63,10 +63,11 @@ def _perturb(inputs, seed: int, amplitude: int) -> np.ndarray:
     return np.clip(inputs.astype(np.int16) + noise, -128, 127).astype(np.int8)
 
 
-def test_tvm_agrees_with_litert_like_litert_reference_kernels(int8_trio):
+def test_tvm_agrees_with_litert_like_litert_reference_kernels(qbench, int8_trio):
     """On the whole test split: TVM's top-1 agreement and output distance vs LiteRT
     are within a small margin of LiteRT-reference-kernels vs LiteRT."""
     stats = _compare(_outputs(int8_trio, int8_trio["inputs"]))
+    qbench.record_reference("int8-agreement", stats)
     assert stats["tvm_agree"] >= stats["ref_agree"] - 0.02, stats
     assert stats["tvm_lsb"] <= 1.5 * stats["ref_lsb"] + 2.0, stats
 

@@ -80,7 +80,9 @@ class Settings:
     calibration_samples: int | None = None
     min_accuracy: float | None = None
     max_drop: float | None = None
-    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    threads: int = field(
+        default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     options: dict = field(default_factory=dict, compare=False, repr=False)  # as given to make_settings
 
     @property
@@ -99,7 +101,7 @@ class Settings:
     def reports(self) -> Path:
         return self.report_dir if self.report_dir is not None else self.build_dir / "report"
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
 
@@ -196,7 +198,9 @@ def make_settings(
     root = None
     if dataset == "pet":
         if not dataset_root:
-            raise QBenchError("--qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)")
+            raise QBenchError(
+                "--qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)"
+            )
         root = Path(dataset_root).expanduser()
         if not root.is_dir():
             raise QBenchError(f"dataset root {root} does not exist or is not a directory")

@@ -93,7 +93,7 @@ class Dataset:
     def calibration_images(self, n: int, seed: int | None = None) -> np.ndarray:
         return self.images[self.calibration_indices(n, seed)]
 
-    def subset(self, max_train: int | None, max_test: int | None) -> "Dataset":
+    def subset(self, max_train: int | None, max_test: int | None) -> Dataset:
         """Stratified subsample of both splits (used by the small ``smoke`` profile)."""
         rng = np.random.default_rng(self.seed + 2)
         train, test = self.train_idx, self.test_idx
@@ -126,7 +126,7 @@ def _stratified_pick(labels: np.ndarray, n: int, rng: np.random.Generator) -> np
     for i in np.argsort(-(quota - take), kind="stable")[: n - take.sum()]:
         take[i] += 1
     picked = []
-    for cls, k in zip(classes, take):
+    for cls, k in zip(classes, take, strict=True):
         pos = np.flatnonzero(labels == cls)
         picked.append(rng.choice(pos, size=min(k, len(pos)), replace=False))
     return np.concatenate(picked) if picked else np.zeros(0, dtype=int)
@@ -142,16 +142,13 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     for cls in np.unique(labels):
         pos = rng.permutation(np.flatnonzero(labels == cls))
         n_test = int(round(len(pos) * test_fraction))
-        if len(pos) >= 2:
-            n_test = min(max(n_test, 1), len(pos) - 1)
-        else:
-            n_test = 0
+        n_test = min(max(n_test, 1), len(pos) - 1) if len(pos) >= 2 else 0  # a singleton class stays in train
         test.append(pos[:n_test])
         train.append(pos[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _resize_rgb(image: np.ndarray | "Image.Image", size: int) -> np.ndarray:  # noqa: F821
+def _resize_rgb(image: np.ndarray | Image.Image, size: int) -> np.ndarray:  # noqa: F821
     from PIL import Image
 
     if isinstance(image, np.ndarray):
@@ -238,7 +235,9 @@ def load_pet_dataset(
     missing = [name for name, _ in entries if not (image_dir / f"{name}.jpg").is_file()]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-        raise QBenchError(f"{len(missing)} image(s) listed in {list_file} are missing from {image_dir}: {', '.join(missing[:3])}{more}")
+        raise QBenchError(
+            f"{len(missing)} image(s) listed in {list_file} are missing from {image_dir}: {', '.join(missing[:3])}{more}"
+        )
 
     ids = sorted({cid for _, cid in entries})
     label_of = {cid: i for i, cid in enumerate(ids)}

@@ -17,9 +17,7 @@ def classification_metrics(y_true, y_pred, num_classes: int) -> dict:
     y_pred = np.asarray(y_pred)
     labels = np.arange(num_classes)
     cm = confusion_matrix(y_true, y_pred, labels=labels)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
     present = support > 0
     recalls = recall[present]
     g_mean = float(np.exp(np.mean(np.log(recalls)))) if recalls.size and np.all(recalls > 0) else 0.0

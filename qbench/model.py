@@ -169,7 +169,9 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> M
                 f"model {settings.model_path} predicts {classes} classes but the {dataset.name} dataset has {dataset.num_classes}"
             )
         if size != dataset.image_size:
-            raise QBenchError(f"model input is {size}x{size} but the dataset was loaded at {dataset.image_size}x{dataset.image_size}")
+            raise QBenchError(
+                f"model input is {size}x{size} but the dataset was loaded at {dataset.image_size}x{dataset.image_size}"
+            )
         return ModelInfo(
             path=settings.model_path,
             key=model_key(settings, dataset),

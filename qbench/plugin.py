@@ -141,15 +141,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
 
 
 def reference_notes(session) -> list[str]:
+    notes = []
     predict = session.references.get("keras-predict")
     native = session.results.get("native")
-    if not predict or native is None or not native.latency:
-        return []
-    ratio = predict["median"] / native.latency["median"]
-    return [
-        f"Reference: Keras predict() on one image takes {predict['median'] * 1e3:.2f} ms (median), "
-        f"{ratio:.1f}x the graph-mode native baseline; speed-ups measured against predict() would be inflated {ratio:.1f}x."
-    ]
+    if predict and native is not None and native.latency:
+        ratio = predict["median"] / native.latency["median"]
+        notes.append(
+            f"Reference: Keras predict() on one image takes {predict['median'] * 1e3:.2f} ms (median), "
+            f"{ratio:.1f}x the graph-mode native baseline; speed-ups measured against predict() would be inflated {ratio:.1f}x."
+        )
+    agree = session.references.get("int8-agreement")
+    if agree:
+        notes.append(
+            f"int8 agreement with LiteRT (default kernels): TVM top-1 {agree['tvm_agree']:.1%}, "
+            f"mean max output difference {agree['tvm_lsb']:.1f} LSB; LiteRT's own reference kernels: "
+            f"{agree['ref_agree']:.1%}, {agree['ref_lsb']:.1f} LSB."
+        )
+    return notes
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

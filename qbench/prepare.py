@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         session = QBenchSession(settings, progress, isolate=False, announce_dataset=not args.expect_fingerprint)
         if args.expect_fingerprint and session.dataset.fingerprint() != args.expect_fingerprint:
             raise QBenchError("the dataset changed while the benchmark was starting (fingerprint mismatch); run again")
-        session.model_info
+        _ = session.model_info  # trains (or loads) the model
         for variant in settings.variants:
             try:
                 session.artifact(variant)

@@ -65,7 +65,7 @@ class QParams:
             raise ValueError(f"zero point {self.zero_point} outside {self.dtype} range [{lo}, {hi}]")
 
     @classmethod
-    def from_details(cls, details: dict) -> "QParams | None":
+    def from_details(cls, details: dict) -> QParams | None:
         """From a LiteRT ``get_input_details()`` entry; ``None`` for float tensors."""
         scale, zero_point = details["quantization"]
         if scale == 0.0:

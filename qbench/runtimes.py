@@ -30,7 +30,9 @@ class Runner:
         if x.ndim == 3:
             x = x[None]
         if tuple(x.shape) != tuple(self.input_shape):
-            raise QBenchError(f"{self.variant}: input shape {tuple(x.shape)} does not match the model input {tuple(self.input_shape)}")
+            raise QBenchError(
+                f"{self.variant}: input shape {tuple(x.shape)} does not match the model input {tuple(self.input_shape)}"
+            )
         return x
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:

@@ -116,7 +116,12 @@ def tflite_io_params(path_or_buf) -> dict:
 
     def info(d):
         q = QParams.from_details(d)
-        return {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name, "quant": q.to_json() if q else None}
+        return {
+            "name": d["name"],
+            "shape": [int(s) for s in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "quant": q.to_json() if q else None,
+        }
 
     return {"input": info(inp), "output": info(out)}
 
@@ -133,7 +138,9 @@ def compile_tvm(int8_tflite: bytes, out_so: Path, threads: int) -> dict:
     try:
         mod = tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(int8_tflite, 0))
     except Exception as exc:
-        raise QBenchError(f"TVM's TFLite frontend rejected the int8 model: {type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        raise QBenchError(
+            f"TVM's TFLite frontend rejected the int8 model: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        ) from None
     target = tvm.target.Target(tvm_target_spec(threads))
     executable = tvm.compile(mod, target=target)
     with atomic_path(out_so, suffix=".so") as tmp:
@@ -157,7 +164,9 @@ class VariantBuilder:
         import tensorflow as tf
 
         idx = self.dataset.calibration_indices(self.settings.n_calibration, self.settings.seed + 1)
-        return stable_hash("calib", self.dataset.fingerprint(), idx.astype(np.int64).tobytes(), self.model_info.preprocess, tf.__version__)
+        return stable_hash(
+            "calib", self.dataset.fingerprint(), idx.astype(np.int64).tobytes(), self.model_info.preprocess, tf.__version__
+        )
 
     def path_for(self, variant: str) -> Path:
         if variant == "native":

@@ -23,8 +23,14 @@ def _one_error_line(proc, needle: str) -> None:
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--qbench-variants", "native,tflite-int4"], "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from native, tflite-fp32, tflite-int8, tvm-avx2-int8"),
-        (["--qbench-dataset", "pet", "--qbench-dataset-root", "/nonexistent/pets"], "ERROR: qbench: dataset root /nonexistent/pets does not exist"),
+        (
+            ["--qbench-variants", "native,tflite-int4"],
+            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from native, tflite-fp32, tflite-int8, tvm-avx2-int8",
+        ),
+        (
+            ["--qbench-dataset", "pet", "--qbench-dataset-root", "/nonexistent/pets"],
+            "ERROR: qbench: dataset root /nonexistent/pets does not exist",
+        ),
         (["--qbench-dataset", "pet"], "ERROR: qbench: --qbench-dataset pet needs --qbench-dataset-root"),
         (["--qbench-model-path", "/nonexistent/model.h5"], "ERROR: qbench: model file /nonexistent/model.h5 does not exist"),
         (["--qbench-profile", "huge"], "ERROR: qbench: unknown profile 'huge'"),

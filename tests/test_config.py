@@ -86,14 +86,17 @@ def test_settings_survive_the_trip_to_the_prepare_process(tmp_path):
 
 
 def test_prepare_command_reports_bad_input_in_one_line():
-    from tests.helpers import REPO
-
     import subprocess
     import sys
+
+    from tests.helpers import REPO
 
     proc = subprocess.run(
         [sys.executable, "-m", "qbench.prepare", "--dataset", "pet"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 3
-    assert proc.stdout.strip() == "qbench: --qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)"
+    assert (
+        proc.stdout.strip()
+        == "qbench: --qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)"
+    )
     assert "Traceback" not in proc.stderr

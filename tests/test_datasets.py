@@ -4,7 +4,6 @@ from PIL import Image
 
 from qbench.datasets import load_dataset, load_digits_dataset, load_pet_dataset, stratified_split, to_model_input
 from qbench.errors import QBenchError
-
 from tests.helpers import PET_BREEDS
 
 
@@ -72,7 +71,9 @@ def test_stratified_split_edge_cases():
 
 def test_pet_loader_on_generated_tree(pet_tree, tmp_path):
     progress = []
-    ds = load_pet_dataset(pet_tree, image_size=32, seed=0, test_fraction=0.25, cache_dir=tmp_path / "cache", progress=progress.append)
+    ds = load_pet_dataset(
+        pet_tree, image_size=32, seed=0, test_fraction=0.25, cache_dir=tmp_path / "cache", progress=progress.append
+    )
     assert ds.name == "pet" and ds.images.shape == (36, 32, 32, 3)
     assert ds.class_names == [b[0] for b in PET_BREEDS]  # ordered by class id 1, 2, 6
     assert np.array_equal(np.bincount(ds.labels), [12, 12, 12])
@@ -84,7 +85,9 @@ def test_pet_loader_on_generated_tree(pet_tree, tmp_path):
     assert any("decoded 36/36" in m for m in progress)
     # second load comes from the cache and is identical
     progress.clear()
-    again = load_pet_dataset(pet_tree, image_size=32, seed=0, test_fraction=0.25, cache_dir=tmp_path / "cache", progress=progress.append)
+    again = load_pet_dataset(
+        pet_tree, image_size=32, seed=0, test_fraction=0.25, cache_dir=tmp_path / "cache", progress=progress.append
+    )
     assert any("cached" in m for m in progress)
     assert np.array_equal(again.images, ds.images) and np.array_equal(again.test_idx, ds.test_idx)
     calib = ds.calibration_indices(6)

@@ -17,22 +17,29 @@ def test_atomic_write_replaces_target(tmp_path):
     assert _leftovers(target.parent) == []
 
 
+def test_written_files_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        target = atomic_write_bytes(tmp_path / "a.tflite", b"x")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
 def test_failed_writer_leaves_target_untouched(tmp_path):
     target = tmp_path / "model.keras"
     target.write_bytes(b"good model")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half a mod")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a mod")
+        raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"good model"
     assert _leftovers(tmp_path) == []
 
 
 def test_empty_output_is_an_error(tmp_path):
     target = tmp_path / "x.so"
-    with pytest.raises(OSError, match="no data"):
-        with atomic_path(target):
-            pass  # writer forgot to write
+    with pytest.raises(OSError, match="no data"), atomic_path(target):
+        pass  # writer forgot to write
     assert not target.exists()
     assert _leftovers(tmp_path) == []
 
@@ -46,7 +53,7 @@ def test_temporary_keeps_the_suffix(tmp_path):
 
 def test_json_and_hashes(tmp_path):
     p = atomic_write_json(tmp_path / "meta.json", {"b": 1, "a": [1, 2]})
-    assert p.read_text().startswith("{\n  \"a\"")
+    assert p.read_text().startswith('{\n  "a"')
     assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
     assert stable_hash(b"x") != stable_hash("x")
     assert len(file_hash(p)) == 16

@@ -119,7 +119,9 @@ def test_tvm_and_litert_int8_are_close_on_a_small_model(session):
 
 @pytest.mark.parametrize("variant", ["native", "tflite-fp32", "tflite-int8", "tvm-avx2-int8"])
 def test_wrong_input_shape_is_a_clear_error(session, variant):
-    with pytest.raises(QBenchError, match=rf"{variant}: input shape \(1, 16, 16, 3\) does not match the model input \(1, 32, 32, 3\)"):
+    with pytest.raises(
+        QBenchError, match=rf"{variant}: input shape \(1, 16, 16, 3\) does not match the model input \(1, 32, 32, 3\)"
+    ):
         session.runner(variant).predict(np.zeros((1, 16, 16, 3), np.float32))
 
 
@@ -209,7 +211,10 @@ def test_symmetric_preprocessing_reaches_the_model(tmp_path, dataset):
 
     path = tmp_path / "m.keras"
     tiny_model(seed=1).save(path)
-    s = QBenchSession(make_settings(model_path=str(path), preprocess="symmetric", build_dir=str(tmp_path / "b"), calibration_samples=10), isolate=False)
+    s = QBenchSession(
+        make_settings(model_path=str(path), preprocess="symmetric", build_dir=str(tmp_path / "b"), calibration_samples=10),
+        isolate=False,
+    )
     s._dataset = dataset
     x, _ = s.test_inputs()
     assert x.min() == -1.0 and x.max() == 1.0
