@@ -8,26 +8,26 @@ import pytest
 NON_NATIVE = ("tflite-fp32", "tflite-int8", "tvm-avx2-int8")
 
 
-def test_accuracy_floor(qbench, qbench_settings, variant):
-    ev = qbench.evaluation(variant)
+def test_accuracy_floor(qbench_evaluation, qbench_settings, variant):
+    ev = qbench_evaluation
     floor = qbench_settings.accuracy_floor
     assert ev.accuracy >= floor, f"{variant}: accuracy {ev.accuracy:.4f} is below the floor {floor:.4f}"
 
 
 @pytest.mark.qbench_variants(*NON_NATIVE)
-def test_accuracy_drop_vs_native(qbench, qbench_settings, variant):
+def test_accuracy_drop_vs_native(qbench, qbench_evaluation, qbench_settings, variant):
     if "native" not in qbench_settings.variants:
         pytest.skip("native variant not selected: no reference to compare against")
     native = qbench.evaluation("native").accuracy
-    acc = qbench.evaluation(variant).accuracy
+    acc = qbench_evaluation.accuracy
     limit = qbench_settings.accuracy_max_drop
     assert native - acc <= limit + 1e-12, (
         f"{variant}: accuracy {acc:.4f} dropped {native - acc:.4f} below native {native:.4f} (allowed {limit:.4f})"
     )
 
 
-def test_confusion_matrix_is_consistent(qbench, variant):
-    ev = qbench.evaluation(variant)
+def test_confusion_matrix_is_consistent(qbench, qbench_evaluation):
+    ev = qbench_evaluation
     cm = np.asarray(ev.metrics["confusion_matrix"])
     n = len(ev.y_true)
     assert cm.shape == (qbench.dataset.num_classes,) * 2
@@ -38,9 +38,9 @@ def test_confusion_matrix_is_consistent(qbench, variant):
         assert 0.0 <= ev.metrics[key] <= 1.0
 
 
-def test_scores_are_probabilities(qbench, variant):
+def test_scores_are_probabilities(qbench, qbench_evaluation, variant):
     """Softmax outputs (dequantized for int8): finite, in [0, 1], summing to ~1."""
-    scores = qbench.evaluation(variant).scores
+    scores = qbench_evaluation.scores
     assert np.all(np.isfinite(scores))
     assert scores.min() >= 0.0 and scores.max() <= 1.0 + 1e-6
     # int8 softmax output has a 1/256 grid: the sum can miss 1 by ~classes/512.
@@ -49,12 +49,12 @@ def test_scores_are_probabilities(qbench, variant):
 
 
 @pytest.mark.qbench_variants("tflite-fp32")
-def test_tflite_fp32_matches_native(qbench, qbench_settings, variant):
+def test_tflite_fp32_matches_native(qbench, qbench_evaluation, qbench_settings, variant):
     """FP32 conversion must not change the model: same predictions, tiny numeric drift."""
     if "native" not in qbench_settings.variants:
         pytest.skip("native variant not selected")
     native = qbench.evaluation("native")
-    fp32 = qbench.evaluation(variant)
+    fp32 = qbench_evaluation
     agree = np.mean(native.y_pred == fp32.y_pred)
     assert agree >= 0.99, f"tflite-fp32 agrees with native on only {agree:.3%} of test images"
     assert np.max(np.abs(native.scores - fp32.scores)) < 1e-3

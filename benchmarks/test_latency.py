@@ -16,12 +16,10 @@ import pytest
 from qbench.plugin import record_benchmark
 
 
-def test_latency(benchmark, qbench, qbench_settings, variant):
-    runner = qbench.runner(variant)
-    ev = qbench.evaluation(variant)  # also warms the runtime up
+def test_latency(benchmark, qbench, qbench_settings, variant, qbench_runner, qbench_evaluation, qbench_artifact):
+    runner, ev, art = qbench_runner, qbench_evaluation, qbench_artifact  # the evaluation also warmed the runtime up
     x, _ = qbench.test_inputs()
     sample = np.ascontiguousarray(x[:1])
-    art = qbench.artifact(variant)
 
     benchmark.group = f"{qbench.dataset.name}: 1-image inference"
     benchmark.extra_info.update(

@@ -64,6 +64,11 @@ def get_session(config: pytest.Config):
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that takes ``variant`` over the selected variants.
+
+    The parameter is session-scoped, so the per-variant fixtures below are
+    built once per variant for the whole run.
+    """
     if "variant" not in metafunc.fixturenames:
         return
     for mark in metafunc.definition.iter_markers("parametrize"):
@@ -74,7 +79,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("qbench_variants")
     if marker is not None:
         variants = [v for v in variants if v in marker.args]
-    metafunc.parametrize("variant", variants, ids=variants)
+    metafunc.parametrize("variant", variants, ids=variants, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -90,17 +95,32 @@ def qbench(pytestconfig: pytest.Config):
 
 @pytest.fixture(scope="session")
 def qbench_dataset(qbench):
+    """The dataset with its train/test split (:class:`qbench.datasets.Dataset`)."""
     return qbench.dataset
 
 
 @pytest.fixture(scope="session")
 def qbench_model(qbench):
+    """The model under test (:class:`qbench.model.ModelInfo`), trained and cached if needed."""
     return qbench.model_info
 
 
-@pytest.fixture
-def qbench_runner(qbench, variant):
+@pytest.fixture(scope="session")
+def qbench_artifact(qbench, variant):
+    """The compiled variant on disk (:class:`qbench.variants.Artifact`)."""
+    return qbench.artifact(variant)
+
+
+@pytest.fixture(scope="session")
+def qbench_runner(qbench, variant, qbench_artifact):
+    """A loaded runner for the variant (:class:`qbench.runtimes.Runner`)."""
     return qbench.runner(variant)
+
+
+@pytest.fixture(scope="session")
+def qbench_evaluation(qbench, variant, qbench_runner):
+    """Predictions and metrics of the variant on the test split (:class:`qbench.session.Evaluation`)."""
+    return qbench.evaluation(variant)
 
 
 def record_benchmark(qbench, variant: str, benchmark, reference: bool = False) -> None:
@@ -176,7 +196,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for note in notes:
         terminalreporter.write_line(note)
     try:
-        md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references)
+        names = session.dataset.class_names if session._dataset is not None else None
+        md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references, names)
     except OSError as exc:
         terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
         return

@@ -37,6 +37,10 @@ def summarize(results: dict, baseline: str = "native") -> list[dict]:
                 "rounds": (r.latency or {}).get("rounds"),
                 "size_bytes": r.size_bytes,
                 "g_mean": r.metrics.get("g_mean") if r.metrics else None,
+                "precision": r.metrics.get("precision") if r.metrics else None,
+                "recall": r.metrics.get("recall") if r.metrics else None,
+                "f1": r.metrics.get("f1") if r.metrics else None,
+                "confusion_matrix": r.metrics.get("confusion_matrix") if r.metrics else None,
             }
         )
     return rows
@@ -68,13 +72,38 @@ def render_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_confusion(matrix: list[list[int]], class_names: list[str] | None = None) -> str:
+    """Markdown confusion matrix: rows are true classes, columns predicted ones."""
+    n = len(matrix)
+    names = list(class_names) if class_names and len(class_names) == n else [str(i) for i in range(n)]
+    lines = [
+        "| true \\ predicted | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * n,
+    ]
+    for name, row in zip(names, matrix, strict=True):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_reports(
-    rows: list[dict], environment: dict, out_dir: Path, notes: list[str] = (), references: dict | None = None
+    rows: list[dict],
+    environment: dict,
+    out_dir: Path,
+    notes: list[str] = (),
+    references: dict | None = None,
+    class_names: list[str] | None = None,
 ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
     js = out_dir / "summary.json"
     env_lines = "".join(f"- {k}: {v}\n" for k, v in sorted(environment.items()))
+    confusion = "".join(
+        f"\n## Confusion matrix: {r['variant']}\n\n"
+        f"precision {r['precision']:.4f}, recall (sensitivity) {r['recall']:.4f}, F1 {r['f1']:.4f}, G-mean {r['g_mean']:.4f}\n\n"
+        + render_confusion(r["confusion_matrix"], class_names)
+        for r in rows
+        if r.get("confusion_matrix")
+    )
     atomic_write_text(
         md,
         "# qbench summary\n\n"
@@ -84,7 +113,8 @@ def write_reports(
         "same end-to-end call, float image in, float scores out.\n\n"
         + "".join(f"{note}\n\n" for note in notes)
         + "## Environment\n\n"
-        + env_lines,
+        + env_lines
+        + confusion,
     )
     atomic_write_json(js, {"rows": rows, "environment": environment, "references": references or {}})
     return md, js

@@ -25,7 +25,13 @@ def test_g_mean_exposes_a_dead_class():
 
 def _results():
     return {
-        "native": VariantResult("native", 0.95, {"g_mean": 0.94}, 4000, {"mean": 0.005, "median": 0.004, "rounds": 10}),
+        "native": VariantResult(
+            "native",
+            0.95,
+            {"g_mean": 0.94, "precision": 0.9, "recall": 0.8, "f1": 0.85, "confusion_matrix": [[5, 1], [0, 4]]},
+            4000,
+            {"mean": 0.005, "median": 0.004, "rounds": 10},
+        ),
         "tflite-int8": VariantResult("tflite-int8", 0.94, {"g_mean": 0.93}, 1000, {"mean": 0.001, "median": 0.001, "rounds": 50}),
         "tvm-avx2-int8": VariantResult("tvm-avx2-int8", 0.94, {}, 2000, None),
     }
@@ -53,7 +59,10 @@ def test_markdown_and_json(tmp_path):
     assert lines[0].startswith("| Variant | Speed boost | Accuracy | Size reduction")
     assert lines[2].startswith("| native | 1.00 | 0.9500 | 1.00 | 4.000 |")
     assert "| tvm-avx2-int8 | n/a | 0.9400 | 2.00 | n/a |" in md
-    md_path, js_path = write_reports(rows, {"cpu": "test"}, tmp_path)
-    assert "## Environment" in md_path.read_text()
+    md_path, js_path = write_reports(rows, {"cpu": "test"}, tmp_path, class_names=["cat", "dog"])
+    text = md_path.read_text()
+    assert "## Environment" in text
+    assert "## Confusion matrix: native" in text and "| cat | 5 | 1 |" in text and "| dog | 0 | 4 |" in text
+    assert "## Confusion matrix: tflite-int8" not in text  # no metrics recorded for it
     data = json.loads(js_path.read_text())
     assert [r["variant"] for r in data["rows"]] == ["native", "tflite-int8", "tvm-avx2-int8"]
