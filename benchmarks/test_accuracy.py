@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-NON_NATIVE = ("tflite-fp32", "tflite-int8", "tvm-avx2-int8")
+from qbench import backends
+
+
+def _reference(qbench_settings) -> str:
+    native = backends.reference_name()
+    if native not in qbench_settings.variants:
+        pytest.skip(f"{native} variant not selected: no reference to compare against")
+    return native
 
 
 def test_accuracy_floor(qbench_evaluation, qbench_settings, variant):
@@ -14,15 +21,14 @@ def test_accuracy_floor(qbench_evaluation, qbench_settings, variant):
     assert ev.accuracy >= floor, f"{variant}: accuracy {ev.accuracy:.4f} is below the floor {floor:.4f}"
 
 
-@pytest.mark.qbench_variants(*NON_NATIVE)
+@pytest.mark.qbench_variants_where(lambda v: not v.is_reference)
 def test_accuracy_drop_vs_native(qbench, qbench_evaluation, qbench_settings, variant):
-    if "native" not in qbench_settings.variants:
-        pytest.skip("native variant not selected: no reference to compare against")
-    native = qbench.evaluation("native").accuracy
+    native = _reference(qbench_settings)
+    reference = qbench.evaluation(native).accuracy
     acc = qbench_evaluation.accuracy
     limit = qbench_settings.accuracy_max_drop
-    assert native - acc <= limit + 1e-12, (
-        f"{variant}: accuracy {acc:.4f} dropped {native - acc:.4f} below native {native:.4f} (allowed {limit:.4f})"
+    assert reference - acc <= limit + 1e-12, (
+        f"{variant}: accuracy {acc:.4f} dropped {reference - acc:.4f} below {native} {reference:.4f} (allowed {limit:.4f})"
     )
 
 
@@ -38,23 +44,25 @@ def test_confusion_matrix_is_consistent(qbench, qbench_evaluation):
         assert 0.0 <= ev.metrics[key] <= 1.0
 
 
-def test_scores_are_probabilities(qbench, qbench_evaluation, variant):
-    """Softmax outputs (dequantized for int8): finite, in [0, 1], summing to ~1."""
+def test_scores_are_probabilities(qbench, qbench_evaluation, qbench_runner, variant):
+    """Softmax outputs (dequantized for quantized outputs): finite, in [0, 1], summing to ~1."""
     scores = qbench_evaluation.scores
     assert np.all(np.isfinite(scores))
     assert scores.min() >= 0.0 and scores.max() <= 1.0 + 1e-6
-    # int8 softmax output has a 1/256 grid: the sum can miss 1 by ~classes/512.
-    tol = 1e-3 if variant in ("native", "tflite-fp32") else qbench.dataset.num_classes / 256
+    out_q = qbench_runner.output_qparams
+    # a quantized softmax output has a grid of `scale`: the sum can miss 1 by about a step per class.
+    tol = 1e-3 if out_q is None else qbench.dataset.num_classes * out_q.scale
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=tol)
 
 
-@pytest.mark.qbench_variants("tflite-fp32")
-def test_tflite_fp32_matches_native(qbench, qbench_evaluation, qbench_settings, variant):
-    """FP32 conversion must not change the model: same predictions, tiny numeric drift."""
-    if "native" not in qbench_settings.variants:
-        pytest.skip("native variant not selected")
-    native = qbench.evaluation("native")
-    fp32 = qbench_evaluation
-    agree = np.mean(native.y_pred == fp32.y_pred)
-    assert agree >= 0.99, f"tflite-fp32 agrees with native on only {agree:.3%} of test images"
-    assert np.max(np.abs(native.scores - fp32.scores)) < 1e-3
+@pytest.mark.qbench_variants_where(lambda v: v.lossless_tolerance is not None and not v.is_reference)
+def test_lossless_variants_match_native(qbench, qbench_evaluation, qbench_settings, variant):
+    """A conversion that should not change the model (fp32, fp16 weights): same predictions,
+    scores within the variant's declared tolerance."""
+    tolerance = backends.get(variant).lossless_tolerance
+    native = _reference(qbench_settings)
+    reference = qbench.evaluation(native)
+    agree = np.mean(reference.y_pred == qbench_evaluation.y_pred)
+    assert agree >= 0.99, f"{variant} agrees with {native} on only {agree:.3%} of test images"
+    worst = float(np.max(np.abs(reference.scores - qbench_evaluation.scores)))
+    assert worst <= tolerance, f"{variant}: scores differ from {native} by up to {worst:.2e} (declared tolerance {tolerance:.0e})"

@@ -5,22 +5,28 @@ float32 class scores out, so input quantization and output dequantization are
 *included* for the int8 variants and the native baseline is graph-mode
 TensorFlow (a concrete ``tf.function``), not Keras ``predict()``.
 
-Compare against the stored baseline with ``pytest benchmarks --benchmark-compare``.
+Each variant runs in its own worker process and is timed there, call by call,
+in rounds interleaved with the other variants while every other worker is
+paused (:mod:`qbench.latency`); the samples are handed to pytest-benchmark,
+which computes, stores and compares the statistics as usual
+(``pytest benchmarks --benchmark-compare``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from qbench import backends
+from qbench.latency import replay
 from qbench.plugin import record_benchmark
 
 
-def test_latency(benchmark, qbench, qbench_settings, variant, qbench_runner, qbench_evaluation, qbench_artifact):
-    runner, ev, art = qbench_runner, qbench_evaluation, qbench_artifact  # the evaluation also warmed the runtime up
-    x, _ = qbench.test_inputs()
-    sample = np.ascontiguousarray(x[:1])
+def _budget(config) -> tuple[float, int]:
+    return float(config.getoption("benchmark_max_time")), int(config.getoption("benchmark_min_rounds"))
 
+
+def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation, qbench_artifact, pytestconfig):
+    ev, art = qbench_evaluation, qbench_artifact
     benchmark.group = f"{qbench.dataset.name}: 1-image inference"
     benchmark.extra_info.update(
         {
@@ -31,11 +37,14 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_runner, qbe
             "dataset": qbench.dataset.name,
             "profile": qbench_settings.profile.name,
             "image_size": qbench.dataset.image_size,
+            "timing": "per call, in the variant's own worker process, rounds interleaved with the other variants",
         }
     )
-    scores = benchmark(runner.predict, sample)
-    assert scores.shape == (1, qbench.dataset.num_classes)
-    assert np.argmax(scores) == ev.y_pred[0], "benchmarked call disagrees with the evaluation run"
+    if benchmark.disabled:
+        pytest.skip("--benchmark-disable: no timing")
+    samples = qbench.latency_samples(variant, *_budget(pytestconfig))
+    assert len(samples) >= 5 and samples.min() > 0
+    replay(benchmark, samples)
     record_benchmark(qbench, variant, benchmark)
 
 
@@ -45,14 +54,12 @@ def test_latency_keras_predict_for_reference(benchmark, qbench, qbench_settings)
     Not used for the summary table; it is recorded (in its own group) so the
     README can show how much a ``predict()`` baseline inflates every speed-up.
     """
-    if "native" not in qbench_settings.variants:
-        pytest.skip("native variant not selected")
-    model = qbench.runner("native").model
-    x, _ = qbench.test_inputs()
-    sample = np.ascontiguousarray(x[:1])
-    model.predict(sample, verbose=0)  # build the predict function once
+    native = backends.reference_name()
+    if native not in qbench_settings.variants:
+        pytest.skip(f"{native} variant not selected")
     benchmark.group = f"{qbench.dataset.name}: reference, Keras predict() per image"
     benchmark.extra_info.update({"variant": "native-keras-predict", "threads": qbench_settings.threads})
-    scores = benchmark(model.predict, sample, verbose=0)
-    assert scores.shape == (1, qbench.dataset.num_classes)
+    if benchmark.disabled:
+        pytest.skip("--benchmark-disable: no timing")
+    replay(benchmark, qbench.reference_samples(native, "keras_predict", 15))
     record_benchmark(qbench, "keras-predict", benchmark, reference=True)

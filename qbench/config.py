@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from qbench import VARIANTS
+from qbench import backends
 from qbench.datasets import DATASETS, PREPROCESSING
 from qbench.errors import QBenchError
 
@@ -71,7 +71,7 @@ class Settings:
     dataset_root: Path | None = None
     model_path: Path | None = None
     profile: Profile = field(default_factory=lambda: PROFILES["full"])
-    variants: tuple[str, ...] = VARIANTS
+    variants: tuple[str, ...] = field(default_factory=lambda: backends.names(default_only=True))
     build_dir: Path = Path("build")
     report_dir: Path | None = None
     seed: int = 0
@@ -106,14 +106,15 @@ class Settings:
 
 
 def parse_variants(text: str | None) -> tuple[str, ...]:
-    """``"native,tflite-int8"`` -> validated tuple in canonical order; ``None``/``all`` -> all."""
+    """``"native,tflite-int8"`` -> validated tuple in registry order; ``None``/``all`` -> the default variants."""
     if text is None or text.strip() in ("", "all"):
-        return VARIANTS
+        return backends.names(default_only=True)
     wanted = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in wanted if v not in VARIANTS]
+    known = backends.names()
+    unknown = [v for v in wanted if v not in known]
     if unknown:
-        raise QBenchError(f"unknown variant(s) {', '.join(map(repr, unknown))}; choose from {', '.join(VARIANTS)}")
-    return tuple(v for v in VARIANTS if v in wanted)
+        raise QBenchError(f"unknown variant(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+    return tuple(v for v in known if v in wanted)
 
 
 _MODEL_MAGIC = {".keras": (b"PK\x03\x04", "a .keras zip archive"), ".h5": (b"\x89HDF\r\n\x1a\n", "an HDF5 file")}
@@ -147,7 +148,7 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
     ("model-path", str, None, "evaluate your own .keras/.h5 classifier instead of training one"),
     ("preprocess", str, "unit", "input scaling for --qbench-model-path models: unit ([0,1]) or symmetric ([-1,1])"),
     ("profile", str, "full", f"model/threshold profile: {', '.join(PROFILES)} (default: full)"),
-    ("variants", str, None, f"comma-separated subset of {','.join(VARIANTS)} (default: all)"),
+    ("variants", str, None, "comma-separated variant names, or all (default: all default variants; see README)"),
     ("build-dir", str, "build", "artifact cache directory (default: build)"),
     ("report-dir", str, None, "where summary.md/summary.json go (default: <build-dir>/report)"),
     ("seed", int, 0, "seed for the split, calibration sampling and training"),

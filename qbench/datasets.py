@@ -309,3 +309,10 @@ def load_dataset(
             raise QBenchError("the pet dataset needs --qbench-dataset-root pointing at the Oxford-IIIT Pet directory")
         return load_pet_dataset(root, image_size, seed, test_fraction, cache_dir, progress)
     raise QBenchError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_session_dataset(settings, image_size: int, progress: Progress = _quiet) -> Dataset:
+    """The dataset exactly as a session uses it (split, then the profile's subset)."""
+    s = settings
+    ds = load_dataset(s.dataset, s.dataset_root, image_size, s.seed, s.test_fraction, s.build_dir / "datasets", progress)
+    return ds.subset(s.profile.max_train, s.profile.max_test)

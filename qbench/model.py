@@ -148,6 +148,13 @@ def peek_user_model(path: Path) -> tuple[int, int]:
     return model_io_shape(load_keras_model(path))
 
 
+def image_size_for(settings: Settings) -> int:
+    """The input size the session's dataset is loaded at: the user model's, or the profile's."""
+    if settings.model_path is not None:
+        return peek_user_model(settings.model_path)[0]
+    return settings.profile.image_size
+
+
 def model_key(settings: Settings, dataset: Dataset) -> str:
     """Cache key of the model under test (known before the model exists)."""
     if settings.model_path is not None:

@@ -27,6 +27,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config.addinivalue_line("markers", "qbench_variants(*names): run this variant-parametrized test only for these variants")
+    config.addinivalue_line(
+        "markers", "qbench_variants_where(predicate): run it only for variants whose registry record satisfies predicate(Variant)"
+    )
     try:
         settings = settings_from_options(lambda name: config.getoption(f"qbench_{name.replace('-', '_')}"))
     except QBenchError as exc:
@@ -79,6 +82,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("qbench_variants")
     if marker is not None:
         variants = [v for v in variants if v in marker.args]
+    where = metafunc.definition.get_closest_marker("qbench_variants_where")
+    if where is not None:
+        from qbench import backends
+
+        variants = [v for v in variants if where.args[0](backends.get(v))]
     metafunc.parametrize("variant", variants, ids=variants, scope="session")
 
 
@@ -107,13 +115,13 @@ def qbench_model(qbench):
 
 @pytest.fixture(scope="session")
 def qbench_artifact(qbench, variant):
-    """The compiled variant on disk (:class:`qbench.variants.Artifact`)."""
+    """The compiled variant on disk (:class:`qbench.build.Artifact`)."""
     return qbench.artifact(variant)
 
 
 @pytest.fixture(scope="session")
 def qbench_runner(qbench, variant, qbench_artifact):
-    """A loaded runner for the variant (:class:`qbench.runtimes.Runner`)."""
+    """The variant loaded in its worker process (a :class:`qbench.isolation.RemoteRunner`)."""
     return qbench.runner(variant)
 
 
@@ -156,14 +164,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    qb = session.config.stash.get(SESSION_KEY, None)
+    if qb is not None:
+        qb.close()  # stop the workers
     if session.config.stash.get(FATAL_KEY, None) is not None:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR  # bad input, same code as a bad option
 
 
 def reference_notes(session) -> list[str]:
     notes = []
+    from qbench import backends
+
     predict = session.references.get("keras-predict")
-    native = session.results.get("native")
+    native = session.results.get(backends.reference_name())
     if predict and native is not None and native.latency:
         ratio = predict["median"] / native.latency["median"]
         notes.append(
@@ -174,7 +187,7 @@ def reference_notes(session) -> list[str]:
     if agree:
         notes.append(
             f"int8 agreement with LiteRT (default kernels): TVM top-1 {agree['tvm_agree']:.1%}, "
-            f"mean max output difference {agree['tvm_lsb']:.1f} LSB; LiteRT's own reference kernels: "
+            f"mean max output difference {agree['tvm_lsb']:.1f} LSB; LiteRT's own {agree.get('yardstick', 'reference kernels')}: "
             f"{agree['ref_agree']:.1%}, {agree['ref_lsb']:.1f} LSB."
         )
     return notes
@@ -182,19 +195,23 @@ def reference_notes(session) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or not any(r.accuracy is not None or r.latency for r in session.results.values()):
+    if session is None or not any(r.accuracy is not None or r.latency or r.failure for r in session.results.values()):
         return  # nothing measured (e.g. only spec tests ran): keep the last full report
     from qbench.report import render_markdown, summarize, write_reports
 
     rows = summarize(session.results)
     notes = reference_notes(session)
     terminalreporter.section("qbench summary")
-    if not session.settings.variants or "native" not in session.results:
-        terminalreporter.write_line("(native was not measured in this run: ratios are n/a)")
+    from qbench import backends
+
+    if backends.reference_name() not in session.results:
+        terminalreporter.write_line(f"({backends.reference_name()} was not measured in this run: ratios are n/a)")
     for line in render_markdown(rows).splitlines():
         terminalreporter.write_line(line)
     for note in notes:
         terminalreporter.write_line(note)
+    for variant, error in session.failures.items():
+        terminalreporter.write_line(f"qbench: {error}", red=True)
     try:
         names = session.dataset.class_names if session._dataset is not None else None
         md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references, names)

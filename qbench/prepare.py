@@ -1,13 +1,12 @@
-"""Build everything a benchmark needs, in its own process: ``python -m qbench.prepare``.
+"""Build what a benchmark needs, in a process of its own: ``python -m qbench.prepare``.
 
-Training, conversion and compilation never share a process with timing.
-After an in-process ``fit()`` and TFLite conversion, TensorFlow keeps its
-thread pools and a fragmented heap, and latencies measured afterwards in the
-same process came out 15-50 % slower than in a process that only loaded
-cached artifacts, so a first run would disagree with the stored baselines.
-The pytest session therefore runs this module as a child when anything is
-missing from ``build/`` and only loads the results.  It is also a handy
-command on its own, to warm the cache before timing::
+Training, conversion and compilation never share a process with timing:
+after an in-process ``fit()`` and TFLite conversion, TensorFlow keeps its
+thread pools and a fragmented heap.  The session runs this module once for
+the model and once per missing variant, so a converter or compiler that
+crashes takes down only that variant's build (reported as a
+:class:`qbench.isolation.WorkerCrash`).  It is also a command on its own, to
+warm the cache before timing::
 
     python -m qbench.prepare --profile full --variants all
 """
@@ -15,38 +14,47 @@ command on its own, to warm the cache before timing::
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from qbench.errors import QBenchError
 
 Progress = Callable[[str], None]
 
 
-def prepare_in_subprocess(settings, dataset_fingerprint: str, progress: Progress) -> None:
-    """Run this module on ``settings``; relay its progress; raise QBenchError if it fails."""
+def prepare_in_subprocess(settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = ()) -> None:
+    """Build the model and ``variants`` in a child; relay progress; raise on failure.
+
+    A variant that fails to build raises a non-fatal :class:`QBenchError`
+    naming it; a child that dies while building a variant raises
+    :class:`WorkerCrash` for that variant.
+    """
+    from qbench import backends
     from qbench.config import settings_to_argv
+    from qbench.isolation import WorkerCrash, child_env, describe_exit, stderr_tail
 
     cmd = [sys.executable, "-m", "qbench.prepare", *settings_to_argv(settings), "--expect-fingerprint", dataset_fingerprint]
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    error = None
+    cmd += ["--variants", ",".join(variants) if variants else "none"]
+    for origin in backends.origins(variants):
+        cmd += ["--import-origin", origin]
+    error = failed = None
+    current = None
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=child_env())
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                line = line.rstrip("\n")
-                if line.startswith("@progress "):
-                    progress(line[len("@progress ") :])
-                elif line.startswith("@error "):
-                    error = line[len("@error ") :]
+                kind, _, text = line.rstrip("\n").partition(" ")
+                if kind == "@progress":
+                    progress(text)
+                elif kind == "@variant":
+                    current = text
+                elif kind == "@error":
+                    error = text
+                elif kind == "@failed":
+                    failed = text
             rc = proc.wait()
         finally:
             if proc.poll() is None:  # interrupted: do not leave a trainer running
@@ -54,40 +62,65 @@ def prepare_in_subprocess(settings, dataset_fingerprint: str, progress: Progress
                 proc.wait()
         if error is not None:
             raise QBenchError(error)
+        if failed is not None:
+            raise QBenchError(failed, fatal=False)
         if rc != 0:
             stderr.seek(0)
-            tail = [ln for ln in stderr.read().splitlines() if ln.strip()][-1:] or ["no error output"]
-            raise QBenchError(f"the preparation process failed (exit code {rc}): {tail[0][:300]}")
+            tail = stderr_tail(stderr.read())
+            if current is not None:
+                raise WorkerCrash(current, "build", describe_exit(rc), tail)
+            raise QBenchError(f"the preparation process failed ({describe_exit(rc)}): {tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    import faulthandler
+
     from qbench.config import OPTIONS
 
+    faulthandler.enable()  # a crash in a converter leaves its Python location on stderr
     parser = argparse.ArgumentParser(prog="python -m qbench.prepare", description="Train/convert/compile into the qbench cache.")
     for name, type_, default, help_ in OPTIONS:
         parser.add_argument(f"--{name}", type=type_, default=default, help=help_)
     parser.add_argument("--expect-fingerprint", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--import-origin", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    child = args.expect_fingerprint is not None
 
     def progress(message: str) -> None:
-        print(f"@progress {message}" if args.expect_fingerprint else f"[qbench] {message}", flush=True)
+        print(f"@progress {message}" if child else f"[qbench] {message}", flush=True)
 
     try:
+        from qbench import backends
+        from qbench.build import VariantBuilder
         from qbench.config import settings_from_options
-        from qbench.session import QBenchSession
+        from qbench.datasets import load_session_dataset
+        from qbench.model import image_size_for, prepare_model
 
+        for origin in args.import_origin:
+            backends.import_origin(origin)
+        model_only = args.variants == "none"
+        if model_only:
+            args.variants = None
         settings = settings_from_options(lambda name: getattr(args, name.replace("-", "_")))
-        session = QBenchSession(settings, progress, isolate=False, announce_dataset=not args.expect_fingerprint)
-        if args.expect_fingerprint and session.dataset.fingerprint() != args.expect_fingerprint:
+        dataset = load_session_dataset(settings, image_size_for(settings), progress if not child else lambda _m: None)
+        if child and dataset.fingerprint() != args.expect_fingerprint:
             raise QBenchError("the dataset changed while the benchmark was starting (fingerprint mismatch); run again")
-        _ = session.model_info  # trains (or loads) the model
-        for variant in settings.variants:
+        builder = VariantBuilder(prepare_model(settings, dataset, progress), dataset, settings, progress)
+        for variant in () if model_only else settings.variants:
+            print(f"@variant {variant}", flush=True)
+            reason = backends.get(variant).unavailable()
+            if reason:
+                progress(f"skipping {variant}: {reason}")
+                continue
             try:
-                session.artifact(variant)
-            except Exception as exc:  # the parent retries in-process and reports it on that variant's tests
-                progress(f"could not build {variant}: {type(exc).__name__}: {str(exc).strip()[:300]}")
+                builder.build(variant)
+            except Exception as exc:
+                message = f"{variant}: build failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+                print(f"@failed {message}" if child else f"qbench: {message}", flush=True)
+                if child:
+                    return 3
     except QBenchError as exc:
-        print(f"@error {exc}" if args.expect_fingerprint else f"qbench: {exc}", flush=True)
+        print(f"@error {exc}" if child else f"qbench: {exc}", flush=True)
         return 3
     return 0
 

@@ -5,23 +5,26 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from qbench import VARIANTS
+from qbench import backends
 from qbench.fsutil import atomic_write_json, atomic_write_text
 
 
-def summarize(results: dict, baseline: str = "native") -> list[dict]:
+def summarize(results: dict, baseline: str | None = None) -> list[dict]:
     """Rows in canonical variant order with ratios against ``baseline``.
 
     ``speed_boost`` = baseline median latency / variant median latency (the
     median shrugs off the scheduler hiccups of a shared 2-core machine);
     ``size_reduction`` = baseline file size / variant file size.
     Ratios are ``None`` when either side was not measured in this run.
+    ``baseline`` defaults to the registry's reference variant (``native``).
     """
+    baseline = baseline or backends.reference_name()
     base = results.get(baseline)
     base_lat = (base.latency or {}).get("median") if base else None
     base_size = base.size_bytes if base else None
     rows = []
-    order = [v for v in VARIANTS if v in results] + [v for v in results if v not in VARIANTS]
+    known = backends.names()
+    order = [v for v in known if v in results] + [v for v in results if v not in known]
     for name in order:
         r = results[name]
         lat = (r.latency or {}).get("median")
@@ -41,6 +44,7 @@ def summarize(results: dict, baseline: str = "native") -> list[dict]:
                 "recall": r.metrics.get("recall") if r.metrics else None,
                 "f1": r.metrics.get("f1") if r.metrics else None,
                 "confusion_matrix": r.metrics.get("confusion_matrix") if r.metrics else None,
+                "status": "ok" if not getattr(r, "failure", None) else f"FAILED: {r.failure}",
             }
         )
     return rows
@@ -53,10 +57,10 @@ def _fmt(value, spec: str) -> str:
 
 
 def render_markdown(rows: list[dict]) -> str:
-    header = ["Variant", "Speed boost", "Accuracy", "Size reduction", "Median latency [ms]", "Size [KiB]", "G-mean"]
+    header = ["Variant", "Speed boost", "Accuracy", "Size reduction", "Median latency [ms]", "Size [KiB]", "G-mean", "Status"]
     lines = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---------------"] + ["------------:"] * (len(header) - 1)) + "|",
+        "|" + "|".join(["---------------"] + ["------------:"] * (len(header) - 2) + ["------"]) + "|",
     ]
     for r in rows:
         cells = [
@@ -67,6 +71,7 @@ def render_markdown(rows: list[dict]) -> str:
             _fmt(r["median_latency_ms"], ".3f"),
             _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
             _fmt(r["g_mean"], ".4f"),
+            r.get("status", "ok"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -93,6 +93,29 @@ def weight_tensors(buf: bytes) -> list[WeightTensor]:
     return out
 
 
+def softmax_input_scales(buf: bytes) -> list[tuple[float, float]]:
+    """(beta, input scale) of every quantized SOFTMAX op (what LiteRT's reference kernel checks)."""
+    import tflite
+
+    model = parse_model(buf)
+    graph = model.Subgraphs(0)
+    out = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        if _opname(model, op) != "SOFTMAX":
+            continue
+        q = graph.Tensors(op.Inputs(0)).Quantization()
+        if q is None or not q.ScaleLength():
+            continue
+        beta = 1.0
+        if op.BuiltinOptionsType() == tflite.BuiltinOptions.SoftmaxOptions:
+            opts = tflite.SoftmaxOptions()
+            opts.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
+            beta = float(opts.Beta())
+        out.append((beta, float(q.Scale(0))))
+    return out
+
+
 def single_op_model(op: str, length: int, scale: float, zero_point: int) -> bytes:
     """A model with one QUANTIZE (float32 -> int8) or DEQUANTIZE (int8 -> float32) op."""
     import flatbuffers

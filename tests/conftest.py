@@ -4,9 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_pet_tree
+from tests.helpers import make_pet_tree, run_pytest
 
 
 @pytest.fixture
 def pet_tree(tmp_path) -> Path:
     return make_pet_tree(tmp_path / "pet")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One end-to-end ``pytest benchmarks`` on the smoke profile; its build dir is reused by later runs."""
+    build = tmp_path_factory.mktemp("smoke-build")
+    proc = run_pytest("benchmarks", "--qbench-profile", "smoke", "--qbench-build-dir", str(build), "--benchmark-max-time", "0.2")
+    return build, proc

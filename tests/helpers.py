@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_VARIANTS = ("native", "tflite-fp32", "tflite-fp16", "tflite-int8", "tvm-avx2-int8")
 
 PET_HEADER = """#Image CLASS-ID SPECIES BREED ID
 #ID: 1:37 Class ids

@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from tests.helpers import make_pet_tree, run_pytest
+from tests.helpers import DEFAULT_VARIANTS, make_pet_tree, run_pytest
 
 
 def _one_error_line(proc, needle: str) -> None:
@@ -25,7 +25,7 @@ def _one_error_line(proc, needle: str) -> None:
     [
         (
             ["--qbench-variants", "native,tflite-int4"],
-            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from native, tflite-fp32, tflite-int8, tvm-avx2-int8",
+            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from native, tflite-fp32, tflite-fp16, tflite-int8, tvm-avx2-int8",
         ),
         (
             ["--qbench-dataset", "pet", "--qbench-dataset-root", "/nonexistent/pets"],
@@ -63,13 +63,6 @@ def test_unloadable_model_stops_the_session_with_one_line(tmp_path):
     assert proc.stdout.count("could not be loaded") <= 3  # error line, short summary, interruption notice
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    build = tmp_path_factory.mktemp("smoke-build")
-    proc = run_pytest("benchmarks", "--qbench-profile", "smoke", "--qbench-build-dir", str(build), "--benchmark-max-time", "0.2")
-    return build, proc
-
-
 def test_end_to_end_smoke_run(smoke_run):
     build, proc = smoke_run
     out = proc.stdout
@@ -79,11 +72,12 @@ def test_end_to_end_smoke_run(smoke_run):
     assert "calibrating int8 quantization on 32 train-split samples" in out
     # the summary table, with every variant
     assert "qbench summary" in out
-    for variant in ("native", "tflite-fp32", "tflite-int8", "tvm-avx2-int8"):
+    for variant in DEFAULT_VARIANTS:
         assert f"| {variant} | " in out
     data = json.loads((build / "report" / "summary.json").read_text())
     rows = {r["variant"]: r for r in data["rows"]}
-    assert set(rows) == {"native", "tflite-fp32", "tflite-int8", "tvm-avx2-int8"}
+    assert set(rows) == set(DEFAULT_VARIANTS)
+    assert all(r["status"] == "ok" for r in rows.values())
     assert rows["native"]["speed_boost"] == 1.0
     for r in rows.values():
         assert 0.0 <= r["accuracy"] <= 1.0 and r["median_latency_ms"] > 0 and r["size_bytes"] > 0

@@ -77,7 +77,7 @@ def test_all_variants_build_with_metadata(session):
 
 
 def test_second_build_is_cached(session):
-    from qbench.variants import VariantBuilder
+    from qbench.build import VariantBuilder
 
     fresh = VariantBuilder(session.model_info, session.dataset, session.settings)
     for v in ("tflite-fp32", "tflite-int8", "tvm-avx2-int8"):
@@ -140,7 +140,8 @@ def test_corrupt_cached_artifact_is_rebuilt(workdir, model_path, dataset):
 
 
 def test_litert_and_tvm_load_errors(tmp_path):
-    from qbench.runtimes import LiteRTRunner, TVMRunner
+    from qbench.backends.tflite import LiteRTRunner
+    from qbench.backends.tvm import TVMRunner
 
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer at all")
@@ -164,7 +165,7 @@ def test_parse_model_rejects_garbage():
 
 
 def test_int8_conversion_needs_calibration_data():
-    from qbench.variants import convert_tflite_int8
+    from qbench.backends.tflite import convert_tflite_int8
 
     with pytest.raises(QBenchError, match="no calibration samples"):
         convert_tflite_int8(tiny_model(), np.zeros((0, SIZE, SIZE, 3), np.float32))

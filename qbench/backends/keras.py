@@ -1,0 +1,95 @@
+"""The ``native`` variant: the Keras model run by TensorFlow in graph mode.
+
+The baseline every ratio is relative to.  It is a concrete ``tf.function``,
+not Keras ``predict()``, whose per-call overhead would inflate every
+speed-up; ``predict()`` is still available on the runner (``keras_predict``)
+so the inflation can be measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qbench.backends import register
+from qbench.backends.base import Runner, Variant
+from qbench.errors import QBenchError
+
+
+def configure_tensorflow_threads(threads: int | None) -> None:
+    """Intra/inter-op pools sized to ``threads`` (must run before TensorFlow executes anything)."""
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:  # already initialized in this process: keep what it has
+        pass
+
+
+class NativeRunner(Runner):
+    """TensorFlow graph mode (``tf.function`` concrete function)."""
+
+    variant = "native"
+
+    def __init__(self, model_path: Path, threads: int | None = None):
+        configure_tensorflow_threads(threads)
+        import tensorflow as tf
+
+        from qbench.model import load_keras_model, model_io_shape
+
+        self.model = load_keras_model(Path(model_path))
+        size, _ = model_io_shape(self.model)
+        self.input_shape = (1, size, size, 3)
+        model = self.model
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._fn = fn.get_concrete_function(tf.TensorSpec([None, size, size, 3], tf.float32))
+        self._tf = tf
+
+    def prepare(self, x):
+        return self._tf.constant(self._check(x))
+
+    def invoke(self, prepared):
+        return self._fn(prepared).numpy()
+
+    def invoke_raw(self, raw_input):
+        return self.invoke(self._tf.constant(np.asarray(raw_input, np.float32)))
+
+    def keras_predict(self, x):
+        """What Kenning times as its native baseline (a reference, never a row)."""
+        return self.model.predict(x, verbose=0)
+
+    def predict_many(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if x.shape[1:] != self.input_shape[1:]:
+            raise QBenchError(f"native: input shape {x.shape[1:]} does not match the model input {self.input_shape[1:]}")
+        return np.concatenate([self._fn(self._tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+
+
+def build_native(ctx, out: Path) -> dict:
+    """The reference model re-saved without optimizer state (its size is the baseline size)."""
+    ctx.keras_model().save(out)
+    return {}
+
+
+def _keras_versions(_ctx) -> tuple:
+    from importlib.metadata import version
+
+    return ("keras", version("keras"))
+
+
+register(
+    Variant(
+        name="native",
+        description="the Keras model run by TensorFlow in graph mode (a concrete `tf.function`)",
+        suffix=".keras",
+        build=build_native,
+        load=lambda path, meta, threads, **_: NativeRunner(path, threads),
+        cache_key=_keras_versions,
+        is_reference=True,
+        lossless_tolerance=0.0,
+    )
+)

@@ -1,0 +1,218 @@
+"""TFLite variants, converted by ``TFLiteConverter`` and run by LiteRT (``ai_edge_litert``).
+
+* ``tflite-fp32``  - no optimizations
+* ``tflite-fp16``  - float16 weights (``target_spec.supported_types = [tf.float16]``), float32 compute and I/O
+* ``tflite-int8``  - full-integer post-training quantization (int8 kernels, int8 input and
+                     output), calibrated on train-split samples only
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from qbench.backends import register
+from qbench.backends.base import Runner, Variant
+from qbench.errors import QBenchError
+from qbench.quant import QParams
+
+# LiteRT kernel sets a runner can be loaded with (``kernels=`` option).
+KERNELS = {
+    "default": "BUILTIN",  # optimized builtin kernels plus the default XNNPACK delegate
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",  # optimized builtin kernels only
+    "reference": "BUILTIN_REF",  # the reference kernels: the spec's arithmetic
+}
+
+
+@contextlib.contextmanager
+def _silence_stdout():
+    """TFLiteConverter prints the whole SavedModel signature; keep the terminal readable."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _converter(model):
+    import tensorflow as tf
+
+    return tf, tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def convert_tflite_fp32(model) -> bytes:
+    tf, converter = _converter(model)
+    with _silence_stdout():
+        return converter.convert()
+
+
+def convert_tflite_fp16(model) -> bytes:
+    tf, converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    with _silence_stdout():
+        return converter.convert()
+
+
+def convert_tflite_int8(model, calibration: np.ndarray) -> bytes:
+    """Full-integer PTQ: int8 kernels only, int8 input and output tensors.
+
+    ``calibration`` is float model input (already preprocessed) from the train split.
+    """
+    if len(calibration) == 0:
+        raise QBenchError("no calibration samples: cannot quantize to int8")
+    calibration = np.asarray(calibration, dtype=np.float32)
+
+    def representative_dataset():
+        for sample in calibration:
+            yield [sample[None, ...]]
+
+    tf, converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with _silence_stdout():
+        return converter.convert()
+
+
+def _interpreter(path_or_buf, threads: int | None = None, kernels: str = "default"):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kwargs = {"model_content": bytes(path_or_buf)} if isinstance(path_or_buf, (bytes, bytearray)) else {"model_path": str(path_or_buf)}
+    resolver = getattr(OpResolverType, KERNELS[kernels])
+    return Interpreter(**kwargs, num_threads=threads, experimental_op_resolver_type=resolver)
+
+
+def tflite_io_params(path_or_buf) -> dict:
+    """Input/output shape, dtype and quantization of a .tflite model, via LiteRT."""
+    try:
+        interp = _interpreter(path_or_buf)
+    except Exception as exc:
+        raise QBenchError(f"LiteRT cannot load the model: {str(exc).strip().splitlines()[0][:200]}") from None
+    (inp,) = interp.get_input_details()
+    (out,) = interp.get_output_details()
+
+    def info(d):
+        q = QParams.from_details(d)
+        return {
+            "name": d["name"],
+            "shape": [int(s) for s in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "quant": q.to_json() if q else None,
+        }
+
+    return {"input": info(inp), "output": info(out)}
+
+
+def reference_kernel_blocker(path: Path) -> str | None:
+    """Why LiteRT's reference kernels would abort on this model, or ``None``.
+
+    The reference SOFTMAX kernel's Prepare calls ``PreprocessSoftmaxScaling``,
+    which ``TFLITE_CHECK``s that ``beta * input_scale * 2**26 > 1`` and
+    aborts the process otherwise.  A model whose logits span almost nothing
+    (random weights: the calibrated softmax input scale comes out near 1e-8)
+    trips it; the optimized kernels use a lookup table and do not check.
+    """
+    from qbench.tflite_model import softmax_input_scales
+
+    for beta, scale in softmax_input_scales(Path(path).read_bytes()):
+        if beta * scale * 2**26 <= 1.0:
+            return (
+                f"LiteRT's reference SOFTMAX kernel aborts on this model (TFLITE_CHECK in PreprocessSoftmaxScaling: "
+                f"beta*input_scale*2^26 = {beta * scale * 2**26:.3f} must exceed 1; softmax input scale {scale:.3g})"
+            )
+    return None
+
+
+class LiteRTRunner(Runner):
+    """LiteRT interpreter; ``kernels`` picks the kernel set (see :data:`KERNELS`)."""
+
+    def __init__(self, model_path: Path, variant: str, threads: int | None = None, kernels: str = "default"):
+        self.variant = variant
+        self.kernels = kernels
+        try:
+            self.interp = _interpreter(model_path, threads, kernels)
+            self.interp.allocate_tensors()
+        except Exception as exc:
+            raise QBenchError(f"{variant}: LiteRT cannot load {model_path}: {str(exc).strip().splitlines()[0][:200]}") from None
+        (inp,) = self.interp.get_input_details()
+        (out,) = self.interp.get_output_details()
+        self._in, self._out = inp["index"], out["index"]
+        self._in_dtype = np.dtype(inp["dtype"])
+        self.input_shape = tuple(int(s) for s in inp["shape"])
+        self.input_qparams = QParams.from_details(inp)
+        self.output_qparams = QParams.from_details(out)
+
+    def prepare(self, x):
+        return self.quantize_input(self._check(x)).astype(self._in_dtype, copy=False)
+
+    def invoke(self, prepared):
+        self.interp.set_tensor(self._in, prepared)
+        self.interp.invoke()
+        return self.interp.get_tensor(self._out).copy()
+
+    def invoke_raw(self, raw_input):
+        return self.invoke(np.ascontiguousarray(raw_input, dtype=self._in_dtype))
+
+
+def _load(name: str):
+    def load(path, meta, threads, kernels: str = "default", **_):
+        return LiteRTRunner(path, name, threads, kernels)
+
+    return load
+
+
+def _tf_version(_ctx) -> tuple:
+    return ("tensorflow", version("tensorflow"))
+
+
+def _build_float(convert):
+    def build(ctx, out: Path) -> dict:
+        out.write_bytes(convert(ctx.keras_model()))
+        return tflite_io_params(out)
+
+    return build
+
+
+def build_int8(ctx, out: Path) -> dict:
+    calib = ctx.calibration_inputs()
+    ctx.progress(f"calibrating int8 quantization on {len(calib)} train-split samples")
+    out.write_bytes(convert_tflite_int8(ctx.keras_model(), calib))
+    return {**tflite_io_params(out), "calibration_samples": int(len(calib)), "calibration_split": "train"}
+
+
+register(
+    Variant(
+        name="tflite-fp32",
+        description="`TFLiteConverter`, no optimizations, run by the LiteRT interpreter",
+        suffix=".tflite",
+        build=_build_float(convert_tflite_fp32),
+        load=_load("tflite-fp32"),
+        cache_key=_tf_version,
+        lossless_tolerance=1e-3,
+    )
+)
+register(
+    Variant(
+        name="tflite-fp16",
+        description="float16 weights (`target_spec.supported_types = [tf.float16]`), float32 compute and I/O",
+        suffix=".tflite",
+        build=_build_float(convert_tflite_fp16),
+        load=_load("tflite-fp16"),
+        cache_key=_tf_version,
+        lossless_tolerance=5e-2,  # float16 weights: 2.1e-2 seen on the smoke model, predictions identical
+    )
+)
+register(
+    Variant(
+        name="tflite-int8",
+        description="full-integer post-training quantization (int8 kernels, int8 input and output), calibrated on train-split images only",
+        suffix=".tflite",
+        build=build_int8,
+        load=_load("tflite-int8"),
+        cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
+    )
+)

@@ -1,0 +1,125 @@
+"""``tvm-avx2-int8``: Apache TVM (Relax ``from_tflite``) compiling the int8 ``.tflite`` for AVX2.
+
+The artifact is an exported ``.so`` (kernels plus weights); the input and
+output quantization come from the int8 model, recorded in the sidecar JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from qbench.backends import register
+from qbench.backends.base import Runner, Variant
+from qbench.backends.tflite import tflite_io_params
+from qbench.errors import QBenchError
+from qbench.quant import QParams
+
+TVM_MCPU = "core-avx2"
+
+
+def tvm_target_spec(threads: int) -> dict:
+    return {"kind": "llvm", "mcpu": TVM_MCPU, "num-cores": int(threads)}
+
+
+def cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return any(line.startswith("flags") and " avx2" in line for line in fh)
+    except OSError:
+        return True  # not Linux: let LLVM decide
+
+
+def compile_tvm(int8_tflite: bytes, out_so: Path, threads: int) -> dict:
+    """Relax TFLite frontend -> tvm.compile for AVX2 -> export_library(.so). Returns metadata."""
+    import tflite
+    import tvm
+    import tvm.relax.frontend.tflite as tvm_tflite
+
+    from qbench.tflite_model import parse_model
+
+    parse_model(int8_tflite, "int8 TFLite model")
+    try:
+        mod = tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(int8_tflite, 0))
+    except Exception as exc:
+        raise QBenchError(
+            f"TVM's TFLite frontend rejected the int8 model: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        ) from None
+    target = tvm.target.Target(tvm_target_spec(threads))
+    executable = tvm.compile(mod, target=target)
+    executable.export_library(str(out_so))
+    return {"target": tvm_target_spec(threads), "tvm_target": str(target), "tvm_version": tvm.__version__}
+
+
+class TVMRunner(Runner):
+    """Relax VM running the exported .so; quantization params from the sidecar JSON."""
+
+    variant = "tvm-avx2-int8"
+
+    def __init__(self, so_path: Path, meta: dict | None = None, threads: int | None = None):
+        if threads:
+            os.environ["TVM_NUM_THREADS"] = str(int(threads))  # read when TVM's thread pool starts
+        import tvm
+        from tvm import relax
+
+        so_path = Path(so_path)
+        if meta is None:
+            meta_path = so_path.with_suffix(so_path.suffix + ".json")
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise QBenchError(f"tvm-avx2-int8: metadata {meta_path} missing or unreadable ({exc})") from None
+        try:
+            lib = tvm.runtime.load_module(str(so_path))
+            self.vm = relax.VirtualMachine(lib, tvm.cpu())
+            self._fn = self.vm["main"]
+        except Exception as exc:
+            raise QBenchError(f"tvm-avx2-int8: cannot load {so_path}: {str(exc).strip().splitlines()[0][:200]}") from None
+        self._tvm = tvm
+        self._dev = tvm.cpu()
+        inp, out = meta["input"], meta["output"]
+        self.input_shape = tuple(inp["shape"])
+        self._in_dtype = np.dtype(inp["dtype"])
+        self.input_qparams = QParams(**inp["quant"]) if inp.get("quant") else None
+        self.output_qparams = QParams(**out["quant"]) if out.get("quant") else None
+
+    def prepare(self, x):
+        q = self.quantize_input(self._check(x)).astype(self._in_dtype, copy=False)
+        return self._tvm.runtime.tensor(q, self._dev)
+
+    def invoke(self, prepared):
+        out = self._fn(prepared)
+        if not hasattr(out, "numpy"):
+            out = out[0]
+        return out.numpy()
+
+    def invoke_raw(self, raw_input: np.ndarray) -> np.ndarray:
+        """Run an already-quantized input (for int8 agreement tests)."""
+        return self.invoke(self._tvm.runtime.tensor(np.ascontiguousarray(raw_input, dtype=self._in_dtype), self._dev))
+
+
+def build_tvm_int8(ctx, out: Path) -> dict:
+    int8 = ctx.artifact("tflite-int8")
+    meta = tflite_io_params(int8.path)
+    ctx.progress(f"compiling {int8.path.name} with TVM for {TVM_MCPU}")
+    meta.update(compile_tvm(int8.path.read_bytes(), out, ctx.settings.threads))
+    meta["source"] = int8.path.name
+    return meta
+
+
+register(
+    Variant(
+        name="tvm-avx2-int8",
+        description='Apache TVM (Relax `from_tflite`) compiling the int8 `.tflite` for `{"kind": "llvm", "mcpu": "core-avx2"}`, exported as a `.so`',
+        suffix=".so",
+        build=build_tvm_int8,
+        load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads),
+        derives_from="tflite-int8",
+        cache_key=lambda ctx: (version("apache-tvm"), tvm_target_spec(ctx.settings.threads)),
+        unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
+    )
+)

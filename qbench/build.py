@@ -1,0 +1,108 @@
+"""Building variant artifacts from the reference model, cached in ``build/`` and written atomically.
+
+The builder is the context every registered ``Variant.build`` receives: it
+hands out the Keras model, the train-split calibration inputs and other
+variants' artifacts, and it names each artifact after everything that decides
+its bytes, so a change (library version, calibration sample) rebuilds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from qbench import backends
+from qbench.fsutil import atomic_path, atomic_write_json, stable_hash
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Artifact:
+    variant: str
+    path: Path
+    size_bytes: int
+    build_seconds: float | None
+    cached: bool
+    meta: dict
+
+
+def _quiet(_m: str) -> None:
+    pass
+
+
+class VariantBuilder:
+    """Builds (or reuses from ``build/``) each variant's artifact for one model."""
+
+    def __init__(self, model_info, dataset, settings, progress: Progress = _quiet):
+        self.model_info = model_info
+        self.dataset = dataset
+        self.settings = settings
+        self.progress = progress
+        self.dir = settings.build_dir / "variants" / model_info.key
+        self._model = None
+
+    # -- what a Variant.build may ask for -----------------------------------
+    def calibration_key(self) -> str:
+        idx = self.dataset.calibration_indices(self.settings.n_calibration, self.settings.seed + 1)
+        return stable_hash(
+            "calib", self.dataset.fingerprint(), idx.astype(np.int64).tobytes(), self.model_info.preprocess, version("tensorflow")
+        )
+
+    def calibration_inputs(self) -> np.ndarray:
+        from qbench.datasets import to_model_input
+
+        images = self.dataset.calibration_images(self.settings.n_calibration, self.settings.seed + 1)
+        return to_model_input(images, self.model_info.preprocess)
+
+    def keras_model(self):
+        if self._model is None:
+            from qbench.model import load_keras_model
+
+            self._model = load_keras_model(self.model_info.path)
+        return self._model
+
+    def artifact(self, name: str) -> Artifact:
+        """Another variant's artifact (built if missing), for variants derived from it."""
+        return self.build(name)
+
+    # -- naming ---------------------------------------------------------------
+    def variant_key(self, name: str) -> str:
+        variant = backends.get(name)
+        parent = variant.derived_from_variant
+        return stable_hash(name, variant.cache_key(self), self.variant_key(parent) if parent else None, length=12)
+
+    def path_for(self, name: str) -> Path:
+        return self.dir / f"{name}-{self.variant_key(name)}{backends.get(name).suffix}"
+
+    # -- build ------------------------------------------------------------------
+    def build(self, name: str, force: bool = False) -> Artifact:
+        variant = backends.get(name)
+        path = self.path_for(name)
+        meta_path = path.with_suffix(path.suffix + ".json")
+        if path.is_file() and not force:
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            return Artifact(name, path, path.stat().st_size, meta.get("build_seconds"), True, meta)
+        self.progress(f"building {name} -> {path}")
+        t0 = time.perf_counter()
+        with atomic_path(path) as tmp:
+            meta = {"variant": name, **(variant.build(self, tmp) or {})}
+        seconds = time.perf_counter() - t0
+        meta["build_seconds"] = round(seconds, 3)
+        atomic_write_json(meta_path, meta)
+        self.progress(f"built {name} in {seconds:.1f}s ({path.stat().st_size / 1024:.0f} KiB)")
+        return Artifact(name, path, path.stat().st_size, seconds, False, meta)
+
+    def discard(self, name: str) -> None:
+        path = self.path_for(name)
+        for p in (path, path.with_suffix(path.suffix + ".json")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)

@@ -1,0 +1,260 @@
+"""Worker processes seen from the parent: start, talk to, pause, and survive them.
+
+Each variant runs in its own ``python -m qbench.worker`` process.  Only one
+worker runs at a time: before a worker gets a command every other worker is
+paused with SIGSTOP, so no other runtime's thread pool spins on the cores
+while a variant is measured (TVM's and TensorFlow's pools keep spinning for a
+while after a call).  A worker that dies (abort, segfault, killed for memory)
+becomes a :class:`WorkerCrash` naming the variant, the step, the signal and
+the last lines of its stderr; the session goes on with the other variants.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from qbench.errors import QBenchError
+
+
+class WorkerCrash(QBenchError):
+    """A variant's process died; only that variant's tests fail."""
+
+    def __init__(self, variant: str, step: str, how: str, tail: str):
+        self.variant, self.step, self.how, self.tail = variant, step, how, tail
+        super().__init__(f"{variant}: crashed during {step} ({how}); last stderr: {tail}", fatal=False)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        extra = ", killed: out of memory?" if -returncode == signal.SIGKILL else ""
+        return f"{name}, signal {-returncode}{extra}"
+    return f"exit code {returncode}"
+
+
+_NOISE = re.compile(r"^[IW]\d{4} |All log messages before absl::InitializeLog|cuInit|cuda_platform|oneDNN custom operations|TF_ENABLE_ONEDNN_OPTS|^Extension modules:|\(total: \d+\)$")
+
+
+def stderr_tail(text: str, lines: int = 3, limit: int = 400) -> str:
+    """The last few meaningful lines of a crashed process's stderr, on one line.
+
+    Framework start-up chatter is dropped; a Python fault report (the worker
+    enables :mod:`faulthandler`) is cut down to its first line and the
+    innermost frame, i.e. where the crash happened.
+    """
+    raw = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    fatal = [i for i, ln in enumerate(raw) if ln.startswith("Fatal Python error:")]
+    if fatal:
+        start = fatal[-1]
+        frame = next((ln.strip() for ln in raw[start + 1 :] if ln.strip().startswith("File ")), None)
+        before = [ln.strip() for ln in raw[:start] if not _NOISE.search(ln)][-1:]
+        keep = before + [raw[start].strip()] + ([f"at {frame}"] if frame else [])
+    else:
+        keep = [ln.strip() for ln in raw if not _NOISE.search(ln)][-lines:]
+    if not keep:
+        return "(nothing on stderr)"
+    tail = " | ".join(keep)
+    return tail if len(tail) <= limit else "..." + tail[-limit:]
+
+
+def child_env() -> dict:
+    """The parent's environment, with qbench importable and TensorFlow's chatter down."""
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    paths = [package_parent, os.getcwd(), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+_LIVE: list[Worker] = []
+
+
+class Worker:
+    """One ``python -m qbench.worker`` process for ``label`` (a variant name)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.stopped = False
+        self.crash: WorkerCrash | None = None
+        self.on_crash = None  # called with the WorkerCrash (the session records the variant as failed)
+        self.log = tempfile.TemporaryFile("w+b")
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qbench.worker", str(req_r), str(rep_w)],
+                pass_fds=(req_r, rep_w),
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=self.log,
+                env=child_env(),
+            )
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        self._requests = Connection(req_w, readable=False)
+        self._replies = Connection(rep_r, writable=False)
+        _LIVE.append(self)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _activate(self) -> None:
+        """Pause every other worker; resume this one."""
+        for other in _LIVE:
+            if other is not self and not other.stopped and other.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(other.proc.pid, signal.SIGSTOP)
+                other.stopped = True
+        if self.stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+            self.stopped = False
+
+    def request(self, step: str, op: str, **kwargs):
+        """Send one command; return its result, raise its error, or raise the crash."""
+        if self.crash is not None:
+            raise self.crash
+        self._activate()
+        try:
+            self._requests.send((op, kwargs))
+            status, value = self._replies.recv()
+        except (EOFError, OSError):
+            raise self._crashed(step) from None
+        if status == "error":
+            raise QBenchError(value, fatal=False)
+        return value
+
+    def _crashed(self, step: str) -> WorkerCrash:
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log.seek(0)
+        text = self.log.read().decode("utf-8", "replace")
+        self.crash = WorkerCrash(self.label, step, describe_exit(rc), stderr_tail(text))
+        self._forget()
+        if self.on_crash is not None:
+            self.on_crash(self.crash)
+        return self.crash
+
+    def _forget(self) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
+        for conn in (self._requests, self._replies):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+            with contextlib.suppress(OSError, EOFError):
+                self._requests.send(("quit", {}))
+                self._replies.recv()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._forget()
+        self.log.close()
+
+
+@atexit.register
+def close_all() -> None:
+    for worker in list(_LIVE):
+        with contextlib.suppress(Exception):
+            worker.close()
+
+
+class RemoteRunner:
+    """A runner living in a worker: the :class:`qbench.backends.Runner` calls, forwarded.
+
+    ``step`` names what the calls are for (accuracy, agreement, latency), so a
+    crash says which step of the variant died.
+    """
+
+    def __init__(self, worker: Worker, info: dict):
+        self.worker = worker
+        self.variant = info["variant"]
+        self.input_shape = tuple(info["input_shape"])
+        self.input_qparams = info["input_qparams"]
+        self.output_qparams = info["output_qparams"]
+        self.step = "run"
+
+    @contextlib.contextmanager
+    def during(self, step: str):
+        previous, self.step = self.step, step
+        try:
+            yield self
+        finally:
+            self.step = previous
+
+    def _call(self, method: str, *args):
+        return self.worker.request(self.step, "call", method=method, args=args)
+
+    def prepare(self, x):
+        return self._call("prepare", x)
+
+    def predict(self, x):
+        return self._call("predict", x)
+
+    def predict_many(self, x):
+        return self._call("predict_many", x)
+
+    def invoke_raw(self, q):
+        return self._call("invoke_raw", q)
+
+    def invoke_many(self, qs):
+        return self._call("invoke_many", qs)
+
+    def evaluate(self):
+        """Float scores on the test split, computed in the worker from its own copy of the data."""
+        return self.worker.request(self.step, "evaluate")
+
+    def time(self, calls: int, method: str = "predict"):
+        """Per-call seconds of ``calls`` back-to-back calls on the first test image, timed in the worker."""
+        return self.worker.request(self.step, "time", calls=calls, method=method)
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def start_remote_runner(variant: str, path: Path, meta: dict, threads: int, options: dict, session_inputs: dict) -> RemoteRunner:
+    """A worker with ``variant`` loaded from ``path`` and the test split in memory."""
+    from qbench import backends
+
+    worker = Worker(variant)
+    try:
+        info = worker.request(
+            "load",
+            "load",
+            variant=variant,
+            path=str(path),
+            meta=meta,
+            threads=threads,
+            options=options,
+            origins=backends.origins([variant]),
+        )
+        worker.request("load", "test_inputs", **session_inputs)
+    except QBenchError:
+        if worker.crash is None:
+            worker.close()
+        raise
+    return RemoteRunner(worker, info)

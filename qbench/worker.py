@@ -1,0 +1,99 @@
+"""``python -m qbench.worker IN_FD OUT_FD``: one variant's runtime, alone in its own process.
+
+The parent (:mod:`qbench.isolation`) starts one worker per variant and sends
+it commands over a pipe: load the artifact, evaluate the test split, call a
+runner method, time N calls.  Timing happens here, with ``perf_counter``
+around each call, so the figures never include the pipe.  If the runtime
+crashes, only this process dies; the parent names the variant, the step and
+the signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the parent goes (a stopped worker must not outlive pytest)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class WorkerState:
+    def __init__(self):
+        self.runner = None
+        self.inputs = None
+
+    def load(self, variant, path, meta, threads, options, origins):
+        from qbench import backends
+
+        for origin in origins:
+            backends.import_origin(origin)
+        self.runner = backends.get(variant).load(Path(path), meta or {}, threads, **(options or {}))
+        return self.runner.describe()
+
+    def test_inputs(self, settings, image_size, preprocess, fingerprint):
+        from qbench.datasets import load_session_dataset, to_model_input
+        from qbench.errors import QBenchError
+
+        dataset = load_session_dataset(settings, image_size, lambda _m: None)
+        if dataset.fingerprint() != fingerprint:
+            raise QBenchError("the dataset a worker loaded differs from the session's (fingerprint mismatch); run again")
+        images, _ = dataset.test()
+        self.inputs = to_model_input(images, preprocess)
+        return len(self.inputs)
+
+    def evaluate(self):
+        return self.runner.predict_many(self.inputs)
+
+    def call(self, method, args=()):
+        return getattr(self.runner, method)(*args)
+
+    def time(self, calls, method="predict", sample=0):
+        from qbench.latency import time_calls
+
+        return time_calls(getattr(self.runner, method), self.inputs[sample : sample + 1], calls)
+
+    def quit(self):
+        if self.runner is not None:
+            self.runner.close()
+
+
+def serve(requests: Connection, replies: Connection) -> None:
+    from qbench.errors import QBenchError
+
+    state = WorkerState()
+    while True:
+        try:
+            op, kwargs = requests.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            replies.send(("ok", getattr(state, op)(**kwargs)))
+        except QBenchError as exc:
+            replies.send(("error", str(exc)))
+        except Exception as exc:  # a runtime's own exception: one line for the parent
+            traceback.print_exc()
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            replies.send(("error", f"{type(exc).__name__}: {detail}"))
+        if op == "quit":
+            return
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    faulthandler.enable()  # a crash leaves the Python location in the log the parent reads
+    serve(Connection(int(argv[0]), writable=False), Connection(int(argv[1]), readable=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

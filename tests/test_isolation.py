@@ -1,0 +1,71 @@
+"""Isolation and containment, end to end: ``pytest benchmarks`` with test-only variants registered.
+
+Both runs reuse the smoke run's build directory (model and variants cached).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.helpers import DEFAULT_VARIANTS, run_pytest
+
+
+def _run(build, *args):
+    return run_pytest(
+        "benchmarks", "--qbench-profile", "smoke", "--qbench-build-dir", str(build), "--benchmark-max-time", "0.3", *args
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def crash_run(smoke_run):
+    build, first = smoke_run
+    assert first.returncode == 0, first.stdout[-3000:]
+    return build, _run(build, "-p", "tests.crash_variants")
+
+
+def test_native_crashes_fail_only_their_variant(crash_run):
+    build, proc = crash_run
+    out = proc.stdout
+    assert proc.returncode == 1, f"exit {proc.returncode}\n" + out[-4000:] + proc.stderr[-2000:]
+    # one line per crash under the summary, naming variant, step and signal, with where it happened
+    summary = out[out.index("qbench summary") :]
+    for variant, step, sig in (
+        ("crash-build", "build", "SIGABRT"),
+        ("crash-abort", "accuracy", "SIGABRT"),
+        ("crash-segv", "latency", "SIGSEGV"),
+    ):
+        lines = [ln for ln in summary.splitlines() if ln.startswith(f"qbench: {variant}: crashed during {step} ({sig}")]
+        assert len(lines) == 1, (variant, out[-4000:])
+        assert "last stderr:" in lines[0]
+    assert re.search(r"qbench: crash-abort: .*Fatal Python error: Aborted \| at File .*crash_variants.py", summary), summary
+    assert re.search(r"qbench: crash-build: .*Fatal Python error: Aborted \| at File .*crash_variants.py", summary), summary
+    assert "Traceback" not in out
+    # the summary is printed and written, every other variant measured
+    assert "qbench summary" in out
+    rows = {r["variant"]: r for r in json.loads((build / "report" / "summary.json").read_text())["rows"]}
+    for variant in DEFAULT_VARIANTS:
+        assert rows[variant]["status"] == "ok" and rows[variant]["median_latency_ms"] > 0, rows[variant]
+    assert rows["crash-segv"]["status"] == "FAILED: crashed during latency (SIGSEGV, signal 11)"
+    assert rows["crash-build"]["status"].startswith("FAILED: crashed during build (SIGABRT")
+    # only the crashed variants' tests failed
+    failed = re.findall(r"^(?:FAILED|ERROR) \S+\[([^\]]+)\]", out, flags=re.M)
+    assert failed and set(failed) <= {"crash-build", "crash-abort", "crash-segv"}, failed
+
+
+def test_latency_excludes_the_harness(smoke_run):
+    """Known workloads: a no-op reads (nearly) zero, a 200 us busy-wait reads 200 us.
+
+    A round trip through the worker's pipe costs tens of microseconds; if it
+    were in the figures, ``noop`` would show it.
+    """
+    build, first = smoke_run
+    assert first.returncode == 0
+    proc = _run(build, "-p", "tests.timing_variants", "--qbench-variants", "noop,busy-200us", "-k", "test_latency")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    rows = {r["variant"]: r for r in json.loads((build / "report" / "summary.json").read_text())["rows"]}
+    noop, busy = rows["noop"]["median_latency_ms"], rows["busy-200us"]["median_latency_ms"]
+    assert noop < 0.005, f"no-op median {noop * 1e3:.1f} us: harness overhead leaks into the figures"
+    assert 0.200 <= busy < 0.215, f"200 us busy-wait measured {busy * 1e3:.1f} us"
