@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
 SOURCE = "tflite-int8"
 derived_from_int8 = pytest.mark.qbench_variants_where(lambda v: v.derives_from == SOURCE)
 

@@ -44,7 +44,10 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-_NOISE = re.compile(r"^[IW]\d{4} |All log messages before absl::InitializeLog|cuInit|cuda_platform|oneDNN custom operations|TF_ENABLE_ONEDNN_OPTS|^Extension modules:|\(total: \d+\)$")
+_NOISE = re.compile(
+    r"^[IW]\d{4} |All log messages before absl::InitializeLog|cuInit|cuda_platform|oneDNN custom operations"
+    r"|TF_ENABLE_ONEDNN_OPTS|^Extension modules:|\(total: \d+\)$"
+)
 
 
 def stderr_tail(text: str, lines: int = 3, limit: int = 400) -> str:
@@ -90,7 +93,7 @@ class Worker:
         self.stopped = False
         self.crash: WorkerCrash | None = None
         self.on_crash = None  # called with the WorkerCrash (the session records the variant as failed)
-        self.log = tempfile.TemporaryFile("w+b")
+        self.log = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the worker; closed in close()
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:

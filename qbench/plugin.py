@@ -210,7 +210,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(line)
     for note in notes:
         terminalreporter.write_line(note)
-    for variant, error in session.failures.items():
+    for error in session.failures.values():
         terminalreporter.write_line(f"qbench: {error}", red=True)
     try:
         names = session.dataset.class_names if session._dataset is not None else None

@@ -13,6 +13,7 @@ variant carries on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -309,10 +310,8 @@ class QBenchSession:
             info["model"] = str(self._model_info.path)
             info["trained_here"] = self._model_info.trained_here
         for dist in ("tensorflow", "keras", "ai-edge-litert", "apache-tvm"):
-            try:
+            with contextlib.suppress(PackageNotFoundError):
                 info[f"{dist.replace('-', '_')}_version"] = version(dist)
-            except PackageNotFoundError:
-                pass
         return info
 
 

@@ -10,6 +10,7 @@ the signal.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import signal
@@ -21,10 +22,8 @@ from pathlib import Path
 
 def _die_with_parent() -> None:
     """Linux: be killed when the parent goes (a stopped worker must not outlive pytest)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class WorkerState:

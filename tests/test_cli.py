@@ -25,7 +25,7 @@ def _one_error_line(proc, needle: str) -> None:
     [
         (
             ["--qbench-variants", "native,tflite-int4"],
-            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from native, tflite-fp32, tflite-fp16, tflite-int8, tvm-avx2-int8",
+            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from " + ", ".join(DEFAULT_VARIANTS),
         ),
         (
             ["--qbench-dataset", "pet", "--qbench-dataset-root", "/nonexistent/pets"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +21,7 @@ class StubRunner(Runner):
     """Uniform class scores; ``work()`` is what each variant does per call."""
 
     def __init__(self, name, path):
-        info = json.loads(open(path).read())
+        info = json.loads(Path(path).read_text())
         self.variant = name
         size = info["image_size"]
         self.input_shape = (1, size, size, 3)

@@ -81,7 +81,10 @@ def convert_tflite_int8(model, calibration: np.ndarray) -> bytes:
 def _interpreter(path_or_buf, threads: int | None = None, kernels: str = "default"):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    kwargs = {"model_content": bytes(path_or_buf)} if isinstance(path_or_buf, (bytes, bytearray)) else {"model_path": str(path_or_buf)}
+    if isinstance(path_or_buf, (bytes, bytearray)):
+        kwargs = {"model_content": bytes(path_or_buf)}
+    else:
+        kwargs = {"model_path": str(path_or_buf)}
     resolver = getattr(OpResolverType, KERNELS[kernels])
     return Interpreter(**kwargs, num_threads=threads, experimental_op_resolver_type=resolver)
 
@@ -209,7 +212,9 @@ register(
 register(
     Variant(
         name="tflite-int8",
-        description="full-integer post-training quantization (int8 kernels, int8 input and output), calibrated on train-split images only",
+        description=(
+            "full-integer post-training quantization (int8 kernels, int8 input and output), calibrated on train-split images only"
+        ),
         suffix=".tflite",
         build=build_int8,
         load=_load("tflite-int8"),

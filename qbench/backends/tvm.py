@@ -114,7 +114,10 @@ def build_tvm_int8(ctx, out: Path) -> dict:
 register(
     Variant(
         name="tvm-avx2-int8",
-        description='Apache TVM (Relax `from_tflite`) compiling the int8 `.tflite` for `{"kind": "llvm", "mcpu": "core-avx2"}`, exported as a `.so`',
+        description=(
+            'Apache TVM (Relax `from_tflite`) compiling the int8 `.tflite` for `{"kind": "llvm", "mcpu": "core-avx2"}`, '
+            "exported as a `.so`"
+        ),
         suffix=".so",
         build=build_tvm_int8,
         load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads),
