@@ -65,7 +65,7 @@ class VariantBuilder:
 
     def keras_model(self):
         if self._model is None:
-            from qbench.model import load_keras_model
+            from qbench.keras_io import load_keras_model
 
             self._model = load_keras_model(self.model_info.path)
         return self._model

@@ -24,10 +24,21 @@ PET_HEADER = """#Image CLASS-ID SPECIES BREED ID
 PET_BREEDS = [("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("Bengal", 6, 1, 2)]
 
 
-def make_pet_tree(root: Path, per_class: int = 12, size: int = 40, seed: int = 0) -> Path:
+def pet_breeds(n: int) -> list[tuple[str, int, int, int]]:
+    """``n`` made-up breeds in the Pet conventions (cats capitalised, dogs lower case), class ids 1..n."""
+    out = []
+    for k in range(n):
+        cat = k % 2 == 0
+        name = f"Catbreed{k:02d}" if cat else f"dog_breed{k:02d}"
+        out.append((name, k + 1, 1 if cat else 2, k // 2 + 1))
+    return out
+
+
+def make_pet_tree(root: Path, per_class: int = 12, size: int = 40, seed: int = 0, breeds=None) -> Path:
     """A small Oxford-IIIT-Pet-shaped tree: ``images/<Breed>_<n>.jpg`` + ``annotations/list.txt``.
 
     Each breed gets a distinct dominant colour plus noise, so a model can learn it.
+    ``breeds`` defaults to three real ones; :func:`pet_breeds` makes 37 for a full-sized head.
     """
     from PIL import Image
 
@@ -35,10 +46,10 @@ def make_pet_tree(root: Path, per_class: int = 12, size: int = 40, seed: int = 0
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     lines = [PET_HEADER]
-    for k, (breed, class_id, species, breed_id) in enumerate(PET_BREEDS):
+    for k, (breed, class_id, species, breed_id) in enumerate(breeds or PET_BREEDS):
         for n in range(1, per_class + 1):
-            img = rng.integers(0, 90, size=(size, size + 8 * k, 3))  # non-square, varying sizes
-            img[..., k] += 160
+            img = rng.integers(0, 90, size=(size, size + 8 * (k % 5), 3))  # non-square, varying sizes
+            img[..., k % 3] += 160 - 3 * k
             name = f"{breed}_{n}"
             Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / "images" / f"{name}.jpg", quality=90)
             lines.append(f"{name} {class_id} {species} {breed_id}\n")
@@ -46,9 +57,9 @@ def make_pet_tree(root: Path, per_class: int = 12, size: int = 40, seed: int = 0
     return root
 
 
-def run_pytest(*args: str, cwd: Path = REPO, timeout: int = 1200) -> subprocess.CompletedProcess:
+def run_pytest(*args: str, cwd: Path = REPO, timeout: int = 1200, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run pytest in a fresh interpreter (what a user types), capturing output."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
         cwd=cwd,

@@ -39,7 +39,7 @@ class NativeRunner(Runner):
         configure_tensorflow_threads(threads)
         import tensorflow as tf
 
-        from qbench.model import load_keras_model, model_io_shape
+        from qbench.keras_io import load_keras_model, model_io_shape
 
         self.model = load_keras_model(Path(model_path))
         size, _ = model_io_shape(self.model)
