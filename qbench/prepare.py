@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             raise QBenchError("the dataset changed while the benchmark was starting (fingerprint mismatch); run again")
         builder = VariantBuilder(prepare_model(settings, dataset, progress), dataset, settings, progress)
         for variant in () if model_only else settings.variants:
-            print(f"@variant {variant}", flush=True)
+            if child:
+                print(f"@variant {variant}", flush=True)  # the parent blames a crash on this variant
             reason = backends.get(variant).unavailable()
             if reason:
                 progress(f"skipping {variant}: {reason}")
