@@ -8,7 +8,7 @@ first round is a discarded warm-up, and so is the first call of every block:
 a runtime resumed after a pause needs one call to wake its threads and
 caches.  Blocks are about 0.1 s: with 20 ms blocks the native median on the
 default model read 23 % higher interleaved than alone (5.77 vs 4.70 ms),
-with 0.1 s blocks 2 % (4.46 vs 4.54 ms).  pytest-benchmark still owns
+with 0.1 s blocks 2 % (4.46 vs 4.54 ms); one run each, development VM.  pytest-benchmark still owns
 the statistics, storage and ``--benchmark-compare``: :func:`replay` feeds
 the samples to its fixture through a clock that advances by each sample.
 """
