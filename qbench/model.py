@@ -139,12 +139,21 @@ def model_key(settings: Settings, dataset: Dataset) -> str:
     return training_key(dataset, settings.profile, settings.seed)
 
 
+def needs_training(settings: Settings, dataset: Dataset) -> bool:
+    """True when :func:`prepare_model` would train (no user model, no usable reference, nothing cached)."""
+    from qbench.reference import committed_reference
+
+    if settings.model_path is not None or committed_reference(settings, dataset) is not None:
+        return False
+    return not trained_model_path(settings, model_key(settings, dataset)).is_file()
+
+
 def trained_model_path(settings: Settings, key: str) -> Path:
     return settings.build_dir / "models" / key / "model.keras"
 
 
 def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> ModelInfo:
-    """Return the model under test: the user's (validated) or a cached/trained MobileNetV2."""
+    """Return the model under test: the user's (validated), the committed reference, or a cached/trained MobileNetV2."""
     if settings.model_path is not None:
         model = load_keras_model(settings.model_path)
         size, classes = model_io_shape(model)
@@ -165,6 +174,12 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> M
             preprocess=settings.preprocess,
         )
 
+    from qbench.reference import committed_reference
+
+    ref = committed_reference(settings, dataset, progress)
+    if ref is not None:
+        progress(f"using the committed reference model {ref.path.name} (--qbench-train trains one from scratch)")
+        return ModelInfo(ref.path, ref.key, dataset.image_size, dataset.num_classes, False, "unit", ref.meta.get("train_seconds"))
     key = model_key(settings, dataset)
     path = trained_model_path(settings, key)
     meta_path = path.parent / "meta.json"
