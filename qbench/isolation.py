@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -84,11 +85,27 @@ def child_env() -> dict:
 
 _LIVE: list[Worker] = []
 
+ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+
+
+def fixed_address_layout() -> None:
+    """``preexec_fn``: start the worker without address-space randomization (like ``setarch -R``).
+
+    Where a runtime's buffers land decides cache aliasing, and with ASLR that
+    is a lottery drawn once per process: the native p10 latency of the
+    default model spread 3.45-4.29 ms over 5 fresh processes with ASLR, and
+    3.86-4.08 ms over 6 without (one-variant probe, development VM).  A
+    process-level lottery cannot be averaged away inside one run, so it would
+    reach the gate as a false regression; a fixed layout removes it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).personality(ADDR_NO_RANDOMIZE)
+
 
 class Worker:
     """One ``python -m qbench.worker`` process for ``label`` (a variant name)."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, environment: dict[str, str] | None = None):
         self.label = label
         self.stopped = False
         self.crash: WorkerCrash | None = None
@@ -103,7 +120,8 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=self.log,
                 stderr=self.log,
-                env=child_env(),
+                env=child_env() | (environment or {}),
+                preexec_fn=fixed_address_layout if sys.platform.startswith("linux") else None,  # noqa: PLW1509 - no threads in the parent
             )
         finally:
             os.close(req_r)
@@ -231,9 +249,10 @@ class RemoteRunner:
         """Float scores on the test split, computed in the worker from its own copy of the data."""
         return self.worker.request(self.step, "evaluate")
 
-    def time(self, calls: int, method: str = "predict"):
-        """Per-call seconds of ``calls`` back-to-back calls on the first test image, timed in the worker."""
-        return self.worker.request(self.step, "time", calls=calls, method=method)
+    def time(self, calls: int, method: str = "predict", stretch: float = 1.0):
+        """Per-call seconds of ``calls`` back-to-back calls on the first test image, timed in the worker
+        (``stretch``: an injected slowdown factor, :mod:`qbench.inject`)."""
+        return self.worker.request(self.step, "time", calls=calls, method=method, stretch=stretch)
 
     def close(self) -> None:
         self.worker.close()
@@ -243,7 +262,7 @@ def start_remote_runner(variant: str, path: Path, meta: dict, threads: int, opti
     """A worker with ``variant`` loaded from ``path`` and the test split in memory."""
     from qbench import backends
 
-    worker = Worker(variant)
+    worker = Worker(variant, backends.get(variant).environment)
     try:
         info = worker.request(
             "load",

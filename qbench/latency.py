@@ -4,12 +4,14 @@ Every call is timed with ``perf_counter`` in the process that runs it (see
 :mod:`qbench.worker`), so no pipe or pickling is in the figures.  Rounds of
 all variants are interleaved (round ``r`` starts at variant ``r mod n``), so
 a slow phase of a shared machine hits every variant alike.  Each variant's
-first round is a discarded warm-up, and so is the first call of every block:
-a runtime resumed after a pause needs one call to wake its threads and
-caches.  Blocks are about 0.1 s: with 20 ms blocks the native median on the
-default model read 23 % higher interleaved than alone (5.77 vs 4.70 ms),
-with 0.1 s blocks 2 % (4.46 vs 4.54 ms); one run each, development VM.  pytest-benchmark still owns
-the statistics, storage and ``--benchmark-compare``: :func:`replay` feeds
+first round is a discarded warm-up, and so are the first calls of every
+block (a fifth more calls are made and dropped): a runtime resumed after a
+pause needs a few calls to wake its threads and caches (TensorFlow's first
+five calls after a resume took 1.9, 1.7, 1.6, 1.5, 1.5 ms, then 1.4 ms).
+Blocks are about 0.1 s: with 20 ms blocks the native median on the default
+model read 23 % higher interleaved than alone (5.77 vs 4.70 ms), with 0.1 s
+blocks 2 % (4.46 vs 4.54 ms); one run each, development VM, before native
+ran without oneDNN.  pytest-benchmark still owns the statistics, storage and ``--benchmark-compare``: :func:`replay` feeds
 the samples to its fixture through a clock that advances by each sample.
 """
 
@@ -42,8 +44,11 @@ def interleaved_samples(
     block_seconds: float = 0.1,
     on_error: Callable[[str, Exception], None] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Per-call samples for every timer, in interleaved rounds of about ``block_seconds`` each.
+) -> dict[str, list[np.ndarray]]:
+    """Per-call samples for every timer, as one block per interleaved round of about ``block_seconds``.
+
+    Block ``i`` of every variant comes from round ``i``, so same-run ratios
+    can pair them (:func:`qbench.stats.sketch_ratio_ci`).
 
     Each variant gets about ``max_time`` seconds of measurement (at least
     ``min_rounds`` rounds).  A timer that raises is dropped (``on_error``)
@@ -55,7 +60,8 @@ def interleaved_samples(
 
     def run(name: str, n: int) -> np.ndarray | None:
         try:
-            return np.asarray(live[name](n + 1), dtype=float)[1:]  # the first call after a pause is a warm-up
+            warm = max(1, n // 5)  # a runtime resumed after a pause needs a few calls to wake its threads and caches
+            return np.asarray(live[name](n + warm), dtype=float)[warm:]
         except Exception as exc:
             live.pop(name, None)
             if on_error is None:
@@ -79,7 +85,18 @@ def interleaved_samples(
                     samples[name].append(got)
         if progress is not None and (r + 1) % max(1, rounds // 4) == 0 and r + 1 < rounds:
             progress(f"latency: round {r + 1}/{rounds} of {len(live)} interleaved variants ({time.perf_counter() - t0:.0f}s)")
-    return {name: np.concatenate(parts) for name, parts in samples.items() if parts and name in live}
+    return {name: parts for name, parts in samples.items() if parts and name in live}
+
+
+def latency_figures(blocks) -> dict:
+    """Percentiles (seconds), the median's block-bootstrap 95 % interval, and the block sketch."""
+    from qbench.stats import block_sketches, sketch_quantile_ci
+
+    samples = np.concatenate(blocks)
+    sketch = block_sketches(blocks)
+    p10, p50, p90, p99 = np.percentile(samples, [10, 50, 90, 99])
+    _, low, high = sketch_quantile_ci(sketch, 50)
+    return {"p10": p10, "p50": p50, "p90": p90, "p99": p99, "median_ci_low": low, "median_ci_high": high, "sketch": sketch}
 
 
 class ReplayClock:

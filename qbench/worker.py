@@ -56,10 +56,11 @@ class WorkerState:
     def call(self, method, args=()):
         return getattr(self.runner, method)(*args)
 
-    def time(self, calls, method="predict", sample=0):
+    def time(self, calls, method="predict", sample=0, stretch=1.0):
+        from qbench.inject import stretch_call
         from qbench.latency import time_calls
 
-        return time_calls(getattr(self.runner, method), self.inputs[sample : sample + 1], calls)
+        return time_calls(stretch_call(getattr(self.runner, method), stretch), self.inputs[sample : sample + 1], calls)
 
     def quit(self):
         if self.runner is not None:

@@ -113,6 +113,8 @@ class Variant:
     the reference allowed for a variant that should not change predictions
     (``None`` for quantized variants).  ``default`` variants are part of
     "all"; others (peers, test-only variants) are selected by name.
+    ``environment`` is set in the variant's worker process before anything
+    is imported there (runtime switches that only work at start-up).
     """
 
     name: str
@@ -126,6 +128,7 @@ class Variant:
     lossless_tolerance: float | None = None
     is_reference: bool = False
     default: bool = True
+    environment: dict[str, str] = field(default_factory=dict, compare=False)
     origin: str = field(default="", compare=False)  # importable module that registers it (set by register())
 
     @property

@@ -35,7 +35,8 @@ class NativeRunner(Runner):
 
     variant = "native"
 
-    def __init__(self, model_path: Path, threads: int | None = None):
+    def __init__(self, model_path: Path, threads: int | None = None, variant: str = "native"):
+        self.variant = variant
         configure_tensorflow_threads(threads)
         import tensorflow as tf
 
@@ -81,15 +82,35 @@ def _keras_versions(_ctx) -> tuple:
     return ("keras", version("keras"))
 
 
+# TensorFlow's oneDNN custom ops are on by default on x86.  For one 64x64 image
+# on 2 threads they are 3.5-4x slower than TensorFlow's own kernels and swing
+# between processes: native p10 3.34-5.01 ms over 5 fresh processes with
+# oneDNN, 1.18-1.23 ms over 4 without (standalone probe, development VM).  A
+# slow, erratic baseline would inflate every speed-up and blind the latency
+# gate, so `native` runs without them; `native-onednn` keeps TensorFlow's default.
 register(
     Variant(
         name="native",
-        description="the Keras model run by TensorFlow in graph mode (a concrete `tf.function`)",
+        description="the Keras model run by TensorFlow in graph mode (a concrete `tf.function`), oneDNN custom ops off",
         suffix=".keras",
         build=build_native,
         load=lambda path, meta, threads, **_: NativeRunner(path, threads),
         cache_key=_keras_versions,
         is_reference=True,
         lossless_tolerance=0.0,
+        environment={"TF_ENABLE_ONEDNN_OPTS": "0"},
+    )
+)
+register(
+    Variant(
+        name="native-onednn",
+        description="native with TensorFlow's default oneDNN custom ops (what a plain `import tensorflow` gets on x86)",
+        suffix=".keras",
+        build=build_native,
+        load=lambda path, meta, threads, **_: NativeRunner(path, threads, "native-onednn"),
+        cache_key=_keras_versions,
+        lossless_tolerance=1e-4,
+        default=False,
+        environment={"TF_ENABLE_ONEDNN_OPTS": "1"},
     )
 )
