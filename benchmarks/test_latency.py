@@ -14,10 +14,11 @@ which computes, stores and compares the statistics as usual
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from qbench import backends
-from qbench.latency import replay
+from qbench.latency import latency_figures, replay
 from qbench.plugin import record_benchmark
 
 
@@ -42,10 +43,15 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation,
     )
     if benchmark.disabled:
         pytest.skip("--benchmark-disable: no timing")
-    samples = qbench.latency_samples(variant, *_budget(pytestconfig))
+    blocks = qbench.latency_blocks(variant, *_budget(pytestconfig))
+    samples = np.concatenate(blocks)
     assert len(samples) >= 5 and samples.min() > 0
+    figures = latency_figures(blocks)
+    # the block sketch is what a later --benchmark-compare gates against (qbench.gate)
+    benchmark.extra_info["qbench_sketch_us"] = np.round(figures["sketch"] * 1e6, 3).tolist()
+    benchmark.extra_info.update({f"{k}_ms": round(v * 1e3, 5) for k, v in figures.items() if k != "sketch"})
     replay(benchmark, samples)
-    record_benchmark(qbench, variant, benchmark)
+    record_benchmark(qbench, variant, benchmark, extra=figures)
 
 
 def test_latency_keras_predict_for_reference(benchmark, qbench, qbench_settings):

@@ -70,6 +70,7 @@ class Settings:
     dataset: str = "digits"
     dataset_root: Path | None = None
     model_path: Path | None = None
+    train: bool = False  # train from scratch instead of loading the committed reference (qbench.reference)
     profile: Profile = field(default_factory=lambda: PROFILES["full"])
     variants: tuple[str, ...] = field(default_factory=lambda: backends.names(default_only=True))
     build_dir: Path = Path("build")
@@ -145,7 +146,8 @@ def check_model_file(path: Path) -> Path:
 OPTIONS: list[tuple[str, type, Any, str]] = [
     ("dataset", str, "digits", "dataset: digits (embedded default, scikit-learn) or pet (Oxford-IIIT Pet)"),
     ("dataset-root", str, None, "Oxford-IIIT Pet root (images/*.jpg, annotations/list.txt)"),
-    ("model-path", str, None, "evaluate your own .keras/.h5 classifier instead of training one"),
+    ("model-path", str, None, "evaluate your own .keras/.h5 classifier instead of the reference model"),
+    ("train", bool, False, "train the model from scratch with the profile's recipe instead of loading the committed reference"),
     ("preprocess", str, "unit", "input scaling for --qbench-model-path models: unit ([0,1]) or symmetric ([-1,1])"),
     ("profile", str, "full", f"model/threshold profile: {', '.join(PROFILES)} (default: full)"),
     ("variants", str, None, "comma-separated variant names, or all (default: all default variants; see README)"),
@@ -159,6 +161,13 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
 ]
 
 
+def add_options(add: Callable[..., Any], prefix: str) -> None:
+    """Register :data:`OPTIONS` with an argparse-style ``add`` (pytest's ``addoption`` or argparse's ``add_argument``)."""
+    for name, type_, default, help_ in OPTIONS:
+        kind = {"action": "store_true"} if type_ is bool else {"type": type_}
+        add(f"{prefix}{name}", default=default, help=help_, **kind)
+
+
 def settings_from_options(get: Callable[[str], Any]) -> Settings:
     """Build settings from an option getter keyed by the names in :data:`OPTIONS`."""
     return make_settings(**{name.replace("-", "_"): get(name) for name, *_ in OPTIONS})
@@ -169,7 +178,9 @@ def settings_to_argv(settings: Settings) -> list[str]:
     argv = []
     for name, _type, _default, _help in OPTIONS:
         value = settings.options.get(name.replace("-", "_"))
-        if value is not None:
+        if value is True:
+            argv.append(f"--{name}")
+        elif value is not None and value is not False:
             argv += [f"--{name}", repr(value) if isinstance(value, float) else str(value)]
     return argv
 
@@ -178,6 +189,7 @@ def make_settings(
     dataset: str = "digits",
     dataset_root: str | None = None,
     model_path: str | None = None,
+    train: bool = False,
     profile: str = "full",
     variants: str | None = None,
     build_dir: str = "build",
@@ -208,6 +220,8 @@ def make_settings(
     elif dataset_root:
         raise QBenchError(f"--qbench-dataset-root is only used with --qbench-dataset pet, not {dataset!r}")
     model = check_model_file(Path(model_path)) if model_path else None
+    if model is not None and train:
+        raise QBenchError("--qbench-train and --qbench-model-path exclude each other (a given model is not trained)")
     if model is None and preprocess != "unit":
         raise QBenchError("--qbench-preprocess only applies to --qbench-model-path models (qbench's own model takes [0,1] input)")
     if not 0.0 < test_fraction < 1.0:
@@ -221,6 +235,7 @@ def make_settings(
         dataset=dataset,
         dataset_root=dataset_root,
         model_path=model_path,
+        train=bool(train),
         profile=profile,
         variants=variants,
         build_dir=build_dir,
@@ -237,6 +252,7 @@ def make_settings(
         dataset=dataset,
         dataset_root=root,
         model_path=model,
+        train=bool(train),
         profile=PROFILES[profile],
         variants=parse_variants(variants),
         build_dir=Path(build_dir),

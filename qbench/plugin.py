@@ -10,18 +10,28 @@ import sys
 
 import pytest
 
-from qbench.config import OPTIONS, Settings, settings_from_options
+from qbench.config import Settings, add_options, settings_from_options
 from qbench.errors import QBenchError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+GATE_KEY = pytest.StashKey[object]()
+MACHINE_KEY = pytest.StashKey[str]()
 SESSION_KEY = pytest.StashKey[object]()
 FATAL_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("qbench", "qbench model quantization benchmarks")
-    for name, type_, default, help_ in OPTIONS:
-        g.addoption(f"--qbench-{name}", type=type_, default=default, help=help_)
+    add_options(g.addoption, "--qbench-")
+    from qbench.gate import GATE_OPTIONS
+
+    for name, type_, default, help_ in GATE_OPTIONS:
+        if type_ == "append":
+            g.addoption(f"--qbench-{name}", action="append", default=default, metavar="VARIANT=NUMBER", help=help_)
+        elif type_ is bool:
+            g.addoption(f"--qbench-{name}", action="store_true", default=default, help=help_)
+        else:
+            g.addoption(f"--qbench-{name}", type=type_, default=default, help=help_)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,11 +40,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "qbench_variants_where(predicate): run it only for variants whose registry record satisfies predicate(Variant)"
     )
+    from qbench import fingerprint
+    from qbench.gate import gate_settings
+
+    def option(name: str):
+        return config.getoption(f"qbench_{name.replace('-', '_')}")
+
     try:
-        settings = settings_from_options(lambda name: config.getoption(f"qbench_{name.replace('-', '_')}"))
+        settings = settings_from_options(option)
+        config.stash[GATE_KEY] = gate_settings(option, settings.variants, settings.seed)
     except QBenchError as exc:
         raise pytest.UsageError(f"qbench: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    # before pytest-benchmark's own (trylast) configure builds its storage and loads the compared run
+    config.stash[MACHINE_KEY] = fingerprint.install(config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from qbench.gate_report import contain_benchmark_compare_fail
+
+    contain_benchmark_compare_fail(session.config)
 
 
 def make_progress(config: pytest.Config):
@@ -61,7 +87,7 @@ def get_session(config: pytest.Config):
 
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
-        session = QBenchSession(config.stash[SETTINGS_KEY], make_progress(config))
+        session = QBenchSession(config.stash[SETTINGS_KEY], make_progress(config), injections=config.stash[GATE_KEY].injections)
         config.stash[SESSION_KEY] = session
     return session
 
@@ -93,6 +119,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def qbench_settings(pytestconfig: pytest.Config) -> Settings:
     return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def qbench_gate(pytestconfig: pytest.Config):
+    """The gate's settings (:class:`qbench.gate.GateSettings`)."""
+    return pytestconfig.stash[GATE_KEY]
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +163,8 @@ def qbench_evaluation(qbench, variant, qbench_runner):
     return qbench.evaluation(variant)
 
 
-def record_benchmark(qbench, variant: str, benchmark, reference: bool = False) -> None:
-    """Feed pytest-benchmark's statistics into the summary (``reference``: a side note, not a row)."""
+def record_benchmark(qbench, variant: str, benchmark, reference: bool = False, extra: dict | None = None) -> None:
+    """Feed pytest-benchmark's statistics (and ``extra`` figures) into the summary (``reference``: a side note, not a row)."""
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is None:  # --benchmark-disable
         return
@@ -145,6 +177,7 @@ def record_benchmark(qbench, variant: str, benchmark, reference: bool = False) -
             "min": stats.min,
             "stddev": stats.stddev,
             "rounds": stats.rounds,
+            **(extra or {}),
         },
     )
 
@@ -162,13 +195,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus):
+    """First: a failed run stores no baseline (before pytest-benchmark saves).  Last: stop the workers."""
+    from qbench.gate_report import COMPARE_FAIL_KEY, save_baselines_if_passed
+
     qb = session.config.stash.get(SESSION_KEY, None)
-    if qb is not None:
-        qb.close()  # stop the workers
-    if session.config.stash.get(FATAL_KEY, None) is not None:
-        session.exitstatus = pytest.ExitCode.USAGE_ERROR  # bad input, same code as a bad option
+    try:
+        save_baselines_if_passed(session, qb, session.config.stash[GATE_KEY], make_progress(session.config))
+        return (yield)
+    finally:
+        if qb is not None:
+            qb.close()  # stop the workers
+        if session.config.stash.get(FATAL_KEY, None) is not None:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR  # bad input, same code as a bad option
+        elif session.config.stash.get(COMPARE_FAIL_KEY, False) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def reference_notes(session) -> list[str]:
@@ -212,6 +254,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(note)
     for error in session.failures.values():
         terminalreporter.write_line(f"qbench: {error}", red=True)
+    from qbench.gate_report import gate_summary_lines, write_gate_json
+
+    bs = getattr(config, "_benchmarksession", None)
+    gate_lines = gate_summary_lines(session, config.stash[GATE_KEY], config.stash[MACHINE_KEY], bs)
+    for line, bad in gate_lines:
+        terminalreporter.write_line(line, red=bad, green=not bad and line.startswith("qbench gate: PASS"))
+    if gate_lines:
+        write_gate_json(session, gate_lines[-1][0], config.stash[MACHINE_KEY])
     try:
         names = session.dataset.class_names if session._dataset is not None else None
         md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references, names)

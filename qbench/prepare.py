@@ -75,12 +75,11 @@ def prepare_in_subprocess(settings, dataset_fingerprint: str, progress: Progress
 def main(argv: list[str] | None = None) -> int:
     import faulthandler
 
-    from qbench.config import OPTIONS
+    from qbench.config import add_options
 
     faulthandler.enable()  # a crash in a converter leaves its Python location on stderr
     parser = argparse.ArgumentParser(prog="python -m qbench.prepare", description="Train/convert/compile into the qbench cache.")
-    for name, type_, default, help_ in OPTIONS:
-        parser.add_argument(f"--{name}", type=type_, default=default, help=help_)
+    add_options(parser.add_argument, "--")
     parser.add_argument("--expect-fingerprint", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--import-origin", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

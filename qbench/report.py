@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qbench import backends
 from qbench.fsutil import atomic_write_json, atomic_write_text
+from qbench.stats import sketch_ratio_ci
 
 
 def summarize(results: dict, baseline: str | None = None) -> list[dict]:
@@ -25,14 +26,26 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
     rows = []
     known = backends.names()
     order = [v for v in known if v in results] + [v for v in results if v not in known]
+    base_sketch = (base.latency or {}).get("sketch") if base else None
     for name in order:
         r = results[name]
         lat = (r.latency or {}).get("median")
         mean = (r.latency or {}).get("mean")
+        lat_ms = {
+            k: v * 1e3 for k, v in (r.latency or {}).items() if k in ("p50", "p90", "p99", "median_ci_low", "median_ci_high")
+        }
+        boost_ci = (None, None)
+        sketch = (r.latency or {}).get("sketch")
+        if sketch is not None and base_sketch is not None and name != baseline:
+            # same rounds, paired: the machine's slow phases cancel out of the ratio
+            _, low, high = sketch_ratio_ci(base_sketch, sketch, 50, paired=True)
+            boost_ci = (low, high)
         rows.append(
             {
                 "variant": name,
                 "speed_boost": base_lat / lat if base_lat and lat else None,
+                "speed_boost_ci": boost_ci if boost_ci[0] is not None else None,
+                **{f"{k}_ms": v for k, v in lat_ms.items()},
                 "accuracy": r.accuracy,
                 "size_reduction": base_size / r.size_bytes if base_size and r.size_bytes else None,
                 "median_latency_ms": lat * 1e3 if lat else None,
@@ -56,8 +69,24 @@ def _fmt(value, spec: str) -> str:
     return format(value, spec)
 
 
+def _ci(row: dict, key: str, spec: str) -> str:
+    lo, hi = (row.get(f"{key}_ci_low_ms"), row.get(f"{key}_ci_high_ms")) if key == "median" else (row.get(key) or (None, None))
+    return "" if lo is None else f" ({format(lo, spec)}-{format(hi, spec)})"
+
+
 def render_markdown(rows: list[dict]) -> str:
-    header = ["Variant", "Speed boost", "Accuracy", "Size reduction", "Median latency [ms]", "Size [KiB]", "G-mean", "Status"]
+    header = [
+        "Variant",
+        "Speed boost (95% CI)",
+        "Accuracy",
+        "Size reduction",
+        "Median [ms] (95% CI)",
+        "p90 [ms]",
+        "p99 [ms]",
+        "Size [KiB]",
+        "G-mean",
+        "Status",
+    ]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---------------"] + ["------------:"] * (len(header) - 2) + ["------"]) + "|",
@@ -65,10 +94,12 @@ def render_markdown(rows: list[dict]) -> str:
     for r in rows:
         cells = [
             r["variant"],
-            _fmt(r["speed_boost"], ".2f"),
+            _fmt(r["speed_boost"], ".2f") + _ci(r, "speed_boost_ci", ".1f"),
             _fmt(r["accuracy"], ".4f"),
             _fmt(r["size_reduction"], ".2f"),
-            _fmt(r["median_latency_ms"], ".3f"),
+            _fmt(r["median_latency_ms"], ".3f") + _ci(r, "median", ".3f"),
+            _fmt(r.get("p90_ms"), ".3f"),
+            _fmt(r.get("p99_ms"), ".3f"),
             _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
             _fmt(r["g_mean"], ".4f"),
             r.get("status", "ok"),
@@ -115,7 +146,8 @@ def write_reports(
         + render_markdown(rows)
         + "\nSpeed boost (ratio of median single-image latencies) and size reduction (ratio of "
         "file sizes) are relative to `native` (graph-mode TensorFlow); every variant is timed on the "
-        "same end-to-end call, float image in, float scores out.\n\n"
+        "same end-to-end call, float image in, float scores out.  Intervals are 95 % block-bootstrap "
+        "intervals over the interleaved rounds (speed boosts paired round by round).\n\n"
         + "".join(f"{note}\n\n" for note in notes)
         + "## Environment\n\n"
         + env_lines

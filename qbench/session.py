@@ -24,6 +24,7 @@ from qbench import backends
 from qbench.config import Settings
 from qbench.datasets import Dataset, load_session_dataset
 from qbench.errors import QBenchError
+from qbench.inject import Injections, corrupt_predictions, stretch_call
 from qbench.metrics import classification_metrics
 
 Progress = Callable[[str], None]
@@ -59,8 +60,16 @@ class VariantResult:
 class QBenchSession:
     """Lazily builds, loads and measures everything for one run."""
 
-    def __init__(self, settings: Settings, progress: Progress | None = None, isolate: bool = True, announce_dataset: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        progress: Progress | None = None,
+        isolate: bool = True,
+        announce_dataset: bool = True,
+        injections: Injections | None = None,
+    ):
         self.settings = settings
+        self.injections = injections or Injections()
         self.isolate = isolate
         self.announce_dataset = announce_dataset
         self.progress: Progress = progress or (lambda m: None)
@@ -70,10 +79,11 @@ class QBenchSession:
         self._artifacts: dict = {}
         self._runners: dict = {}
         self._evaluations: dict[str, Evaluation] = {}
-        self._latency_samples: dict[str, np.ndarray] | None = None
+        self._latency_blocks: list[dict[str, list[np.ndarray]]] = []  # per campaign: variant -> blocks
         self.failures: dict[str, QBenchError] = {}
         self.results: dict[str, VariantResult] = {}
         self.references: dict[str, dict] = {}  # latencies that are not variants (e.g. Keras predict())
+        self.verdicts: dict[tuple[str, str], object] = {}  # (variant, check) -> qbench.gate.Verdict
 
     # ---------------------------------------------------------------- data
     @property
@@ -95,10 +105,10 @@ class QBenchSession:
     @property
     def model_info(self):
         if self._model_info is None:
-            from qbench.model import model_key, prepare_model, trained_model_path
+            from qbench.model import needs_training, prepare_model
 
             s = self.settings
-            if self.isolate and s.model_path is None and not trained_model_path(s, model_key(s, self.dataset)).is_file():
+            if self.isolate and needs_training(s, self.dataset):
                 from qbench.prepare import prepare_in_subprocess
 
                 prepare_in_subprocess(s, self.dataset.fingerprint(), self.progress)
@@ -216,6 +226,11 @@ class QBenchSession:
             except QBenchError as exc:
                 raise self._fail(variant, exc) from None
             seconds = time.perf_counter() - t0
+            if variant in self.injections.error:
+                scores = corrupt_predictions(scores, y, self.injections.error[variant], self.injections.seed)
+                self.progress(
+                    f"{variant}: injected error, {self.injections.error[variant]:.1%} of its correct predictions made wrong"
+                )
             metrics = classification_metrics(y, np.argmax(scores, axis=1), self.dataset.num_classes)
             ev = Evaluation(variant, y, scores, metrics, seconds)
             self._evaluations[variant] = ev
@@ -227,29 +242,35 @@ class QBenchSession:
     # ------------------------------------------------------------- latency
     def _timer(self, variant: str, method: str = "predict"):
         runner = self.runner(variant)
+        stretch = self.injections.slowdown.get(variant, 1.0)
         if self.isolate:
 
             def timed(calls: int):
                 with runner.during("latency"):
-                    return runner.time(calls, method)
+                    return runner.time(calls, method, stretch)
 
             return timed
         from qbench.latency import time_calls
 
         sample = np.ascontiguousarray(self.test_inputs()[0][:1])
-        return lambda calls: time_calls(getattr(runner, method), sample, calls)
+        return lambda calls: time_calls(stretch_call(getattr(runner, method), stretch), sample, calls)
 
     def latency_samples(self, variant: str, max_time: float = 2.0, min_rounds: int = 5) -> np.ndarray:
-        """Per-call seconds for ``variant``, from one interleaved campaign over every selected variant.
+        """Per-call seconds for ``variant`` (all its blocks, see :meth:`latency_blocks`)."""
+        return np.concatenate(self.latency_blocks(variant, max_time, min_rounds))
 
-        The first request runs the campaign for all selected variants that
-        load (each evaluated first, which also warms it up); later requests
-        read its results.
+    def latency_blocks(self, variant: str, max_time: float = 2.0, min_rounds: int = 5, campaign: int = 0) -> list[np.ndarray]:
+        """Per-call seconds for ``variant``, one block per round of an interleaved campaign over every selected variant.
+
+        The first request runs campaign 0 for all selected variants that load
+        (each evaluated first, which also warms it up); later requests read
+        its results.  ``campaign=1`` is a second, independent campaign (the
+        gate re-measures before it calls a slowdown a regression).
         """
         from qbench.latency import interleaved_samples
 
         self.check_variant(variant)
-        if self._latency_samples is None:
+        while len(self._latency_blocks) <= campaign:
             timers = {}
             for name in self.settings.variants:
                 try:
@@ -258,19 +279,46 @@ class QBenchSession:
                 except QBenchError as exc:
                     if exc.fatal:
                         raise
-            self.progress(f"latency: timing {', '.join(timers)} in interleaved rounds, about {max_time:g}s each")
-            self._latency_samples = interleaved_samples(
-                timers, max_time, min_rounds, on_error=lambda name, exc: self._fail(name, exc), progress=self.progress
+            again = " again, to confirm" if self._latency_blocks else ""
+            self.progress(f"latency: timing {', '.join(timers)} in interleaved rounds{again}, about {max_time:g}s each")
+            self._latency_blocks.append(
+                interleaved_samples(
+                    timers, max_time, min_rounds, on_error=lambda name, exc: self._fail(name, exc), progress=self.progress
+                )
             )
-        if variant not in self._latency_samples:
+        blocks = self._latency_blocks[campaign]
+        if variant not in blocks:
             raise self.failures.get(variant) or QBenchError(f"{variant}: no latency samples", fatal=False)
-        return self._latency_samples[variant]
+        return blocks[variant]
 
     def reference_samples(self, variant: str, method: str, calls: int) -> np.ndarray:
         """Per-call seconds of a runner's non-default call (e.g. Keras ``predict()``), not interleaved."""
         timer = self._timer(variant, method)
         timer(1)  # build whatever the call builds on first use
         return np.asarray(timer(calls))
+
+    @property
+    def evaluated(self) -> dict[str, Evaluation]:
+        return dict(self._evaluations)
+
+    def portable_baseline_path(self, baseline_dir):
+        from qbench.portable_baseline import baseline_path
+
+        return baseline_path(baseline_dir, self.dataset.name, self.model_info.key, self.dataset.fingerprint())
+
+    def same_run_ratios(self, q: float = 10) -> dict[str, float]:
+        """Each variant's ``q``-th percentile latency over the reference's, from the first campaign (if one ran)."""
+        if not self._latency_blocks:
+            return {}
+        blocks = self._latency_blocks[0]
+        ref = backends.reference_name()
+        if ref not in blocks:
+            return {}
+        base = np.percentile(np.concatenate(blocks[ref]), q)
+        return {name: float(np.percentile(np.concatenate(b), q) / base) for name, b in blocks.items() if name != ref}
+
+    def record_verdict(self, verdict) -> None:
+        self.verdicts[(verdict.variant, verdict.check)] = verdict
 
     def record_reference(self, name: str, stats: dict) -> None:
         self.references[name] = dict(stats)
@@ -288,10 +336,13 @@ class QBenchSession:
         import platform
         from importlib.metadata import PackageNotFoundError, version
 
+        from qbench.fingerprint import cpu_model, machine_id
+
         info = {
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpu": cpu_model(),
+            "fingerprint": machine_id(),
             "threads": self.settings.threads,
             "profile": self.settings.profile.name,
             "dataset": self.settings.dataset,
@@ -309,20 +360,8 @@ class QBenchSession:
         if self._model_info is not None:
             info["model"] = str(self._model_info.path)
             info["trained_here"] = self._model_info.trained_here
+            info["model_key"] = self._model_info.key
         for dist in ("tensorflow", "keras", "ai-edge-litert", "apache-tvm"):
             with contextlib.suppress(PackageNotFoundError):
                 info[f"{dist.replace('-', '_')}_version"] = version(dist)
         return info
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"

@@ -69,3 +69,55 @@ def ratio_of_medians_ci(a, b, confidence: float = 0.95, resamples: int = 2000, s
         rng=np.random.default_rng(seed),
     )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+SKETCH_POINTS = np.arange(100) + 0.5  # mid-percentiles: each stands for 1 % of a block, so pooled quantiles are unbiased
+
+
+def block_sketches(blocks) -> np.ndarray:
+    """Each block of per-call samples reduced to its 0.5th, 1.5th, ..., 99.5th percentiles, shape ``(blocks, 100)``.
+
+    A block is one interleaved round of one variant (:mod:`qbench.latency`);
+    blocks, not calls, are the independent units on a machine whose slow
+    phases last longer than a call.  A sketch stands in for the block's calls
+    when a stored baseline is compared, so baselines stay small.
+    """
+    return np.vstack([np.percentile(np.asarray(b, float), SKETCH_POINTS) for b in blocks if len(b)])
+
+
+def pooled_quantile(sketches: np.ndarray, q: float, axis: int = -1) -> np.ndarray:
+    return np.percentile(sketches.reshape(*sketches.shape[:-2], -1), q, axis=axis)
+
+
+def sketch_quantile_ci(sketches, q: float, confidence: float = 0.95, resamples: int = 2000, seed: int = 0):
+    """Point estimate and block-bootstrap interval of the ``q``-th percentile: ``(point, low, high)``."""
+    s = np.asarray(sketches, float)
+    rng = np.random.default_rng(seed)
+    boot = pooled_quantile(s[rng.integers(0, len(s), (resamples, len(s)))], q)
+    tail = 50 * (1 - confidence)
+    return float(pooled_quantile(s, q)), float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))
+
+
+def sketch_ratio_ci(
+    numerator, denominator, q: float, paired: bool = False, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+):
+    """``(point, low, high)`` of quantile(numerator) / quantile(denominator), block bootstrap.
+
+    ``paired``: block ``i`` of both was measured in the same interleaved
+    round (a same-run ratio), so they are resampled together and a slow phase
+    of the machine cancels out; otherwise (current vs a stored baseline) the
+    two are resampled independently.
+    """
+    a, b = np.asarray(numerator, float), np.asarray(denominator, float)
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, len(a), (resamples, len(a)))
+    if paired:
+        n = min(len(a), len(b))
+        a, b = a[:n], b[:n]
+        ia = ib = rng.integers(0, n, (resamples, n))
+    else:
+        ib = rng.integers(0, len(b), (resamples, len(b)))
+    ratios = pooled_quantile(a[ia], q) / pooled_quantile(b[ib], q)
+    tail = 50 * (1 - confidence)
+    point = float(pooled_quantile(a, q) / pooled_quantile(b, q))
+    return point, float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))

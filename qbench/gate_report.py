@@ -1,0 +1,114 @@
+"""The gate's voice in a pytest run: the verdict line, and baselines written only by passing runs.
+
+pytest-benchmark's own ``--benchmark-compare-fail`` compares absolute times
+against whatever run it loaded and ends in a traceback; here its failure (or
+its complaint that there is nothing to compare with) becomes one line, and
+the verdict that counts is qbench's (:mod:`qbench.gate`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from qbench import fingerprint
+
+COMPARE_FAIL_KEY = pytest.StashKey[bool]()
+
+
+def contain_benchmark_compare_fail(config: pytest.Config) -> None:
+    """Turn pytest-benchmark's ``check_regressions`` traceback into one line and an exit status."""
+    bs = getattr(config, "_benchmarksession", None)
+    if bs is None or not getattr(bs, "compare_fail", None):
+        return
+    from pytest_benchmark.session import PerformanceRegression
+
+    original = bs.check_regressions
+
+    def check_regressions():
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        try:
+            original()
+        except pytest.UsageError:
+            if tr:
+                tr.write_line(
+                    "qbench: --benchmark-compare-fail ignored: no stored run for this machine's fingerprint "
+                    "(qbench's gate used same-run ratios instead)",
+                    yellow=True,
+                )
+        except PerformanceRegression:
+            if tr:
+                tr.write_line("qbench: pytest-benchmark's --benchmark-compare-fail found a regression (lines above)", red=True)
+            config.stash[COMPARE_FAIL_KEY] = True
+
+    bs.check_regressions = check_regressions
+
+
+def save_baselines_if_passed(session: pytest.Session, qb, gate, progress) -> None:
+    """Runs before pytest-benchmark saves: only a passing, uninjected run may write a baseline."""
+    bs = getattr(session.config, "_benchmarksession", None)
+    wants_latency = bs is not None and bool(bs.save or bs.autosave)
+    if not (wants_latency or gate.save_portable):
+        return
+    why = None
+    if session.testsfailed:
+        why = f"{session.testsfailed} test(s) failed"
+    elif gate.injections:
+        why = "regressions were injected (--qbench-inject-*)"
+    if why is not None:
+        if wants_latency:
+            bs.save = bs.autosave = False
+        progress(f"no baseline saved: {why}; a failing run never overwrites a baseline")
+        return
+    if gate.save_portable and qb is not None and qb.evaluated:
+        from qbench import portable_baseline
+
+        path = qb.portable_baseline_path(gate.baseline_dir)
+        names = portable_baseline.save(path, qb.evaluated, qb.same_run_ratios(), qb.environment())
+        progress(f"portable baseline (predictions, same-run latency ratios) of {', '.join(names)} written to {path}")
+
+
+def write_gate_json(qb, verdict_line: str, machine_id: str):
+    """``<report dir>/gate.json``: every verdict with its figures (what ``python -m qbench.gatecheck`` reads)."""
+    from dataclasses import asdict
+
+    from qbench.fsutil import atomic_write_json
+
+    return atomic_write_json(
+        qb.settings.reports / "gate.json",
+        {"verdict": verdict_line, "machine_id": machine_id, "verdicts": [asdict(v) for v in qb.verdicts.values()]},
+    )
+
+
+def gate_summary_lines(qb, gate, machine_id: str, benchmark_session) -> list[tuple[str, bool]]:
+    """``(line, is_failure)`` for the summary; the last line is the verdict."""
+    verdicts = list(qb.verdicts.values())
+    if not verdicts:
+        return []
+    lines = [(v.line, True) for v in verdicts if not v.ok]
+    failed = [v for v in verdicts if not v.ok]
+    acc = [v for v in verdicts if v.check == "accuracy"]
+    lat = [v for v in verdicts if v.check == "latency"]
+    ratio = [v for v in verdicts if v.check == "ratio"]
+    parts = []
+    if acc:
+        parts.append(f"accuracy of {len(acc)} variant(s) against stored per-image predictions")
+    if lat:
+        parts.append(f"latency of {len(lat)} against this machine's stored baseline")
+    if ratio:
+        parts.append(
+            f"latency of {len(ratio)} on same-run ratios only (no stored latency baseline for this fingerprint; "
+            "--benchmark-autosave on a passing run stores one)"
+        )
+    head = "FAIL" if failed else "PASS"
+    detail = "; ".join(parts)
+    if failed:
+        detail = f"{len(failed)} regression(s): " + ", ".join(f"{v.variant} {v.check}" for v in failed) + "; gated " + detail
+    else:
+        detail = "gated " + detail
+    return [
+        *lines,
+        (
+            f"qbench gate: {head} on machine {machine_id} ({fingerprint.describe(fingerprint.fingerprint())}): {detail}",
+            bool(failed),
+        ),
+    ]

@@ -1,0 +1,147 @@
+"""The gate's parts on known answers: verdicts, block-bootstrap intervals, fingerprint, injections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qbench import fingerprint
+from qbench.errors import QBenchError
+from qbench.gate import accuracy_verdict, latency_verdict, ratio_verdict
+from qbench.inject import corrupt_predictions, parse_assignments, stretch_call
+from qbench.stats import block_sketches, sketch_quantile_ci, sketch_ratio_ci
+
+
+def _blocks(rng, scale=1.0, blocks=20, per_block=200, sigma=0.05):
+    return [scale * rng.lognormal(0.0, sigma, per_block) for _ in range(blocks)]
+
+
+# ---------------------------------------------------------------- accuracy
+def test_accuracy_verdict_fails_a_significant_loss_beyond_the_margin():
+    y = np.arange(400) % 10
+    base = y.copy()
+    cur = y.copy()
+    cur[:8] = (cur[:8] + 1) % 10  # 8 newly wrong, 2 pp of 400
+    v = accuracy_verdict("x", y, base, cur, alpha=0.01, margin=0.005)
+    assert not v.ok
+    assert (v.figures["worse"], v.figures["better"]) == (8, 0)
+    assert v.figures["p_value"] == pytest.approx(2.0**-8)
+    assert "8 images newly wrong, 0 newly right of 400" in v.line and "p=0.0039" in v.line
+
+
+def test_accuracy_verdict_passes_identical_predictions_and_small_or_balanced_changes():
+    y = np.arange(400) % 10
+    assert accuracy_verdict("x", y, y, y, 0.01, 0.005).ok
+    one_off = y.copy()
+    one_off[0] = 3  # one image: not significant, under the margin
+    assert accuracy_verdict("x", y, y, one_off, 0.01, 0.005).ok
+    swapped = y.copy()
+    base = y.copy()
+    swapped[:10] = (swapped[:10] + 1) % 10
+    base[10:20] = (base[10:20] + 1) % 10  # 10 lost, 10 gained: no evidence of worse
+    assert accuracy_verdict("x", y, base, swapped, 0.01, 0.005).ok
+
+
+def test_accuracy_verdict_needs_the_margin_as_well_as_significance():
+    y = np.arange(2000) % 10
+    cur = y.copy()
+    cur[:9] = (cur[:9] + 1) % 10  # significant (p = 2^-9) but only 0.45 pp
+    assert accuracy_verdict("x", y, y, cur, 0.01, 0.005).ok
+    assert not accuracy_verdict("x", y, y, cur, 0.01, 0.004).ok
+
+
+# ----------------------------------------------------------------- latency
+def test_block_bootstrap_interval_covers_a_known_quantile():
+    rng = np.random.default_rng(5)
+    true_p10 = float(np.exp(0.05 * -1.2815515655446004))  # lognormal(0, 0.05) 10th percentile
+    hits = 0
+    trials = 60
+    for _ in range(trials):
+        _, lo, hi = sketch_quantile_ci(block_sketches(_blocks(rng)), 10, resamples=400, seed=int(rng.integers(1 << 30)))
+        hits += lo <= true_p10 <= hi
+    assert hits / trials >= 0.88, hits / trials
+
+
+def test_latency_verdict_detects_a_slowdown_and_passes_noise():
+    rng = np.random.default_rng(6)
+    base = block_sketches(_blocks(rng))
+    same = block_sketches(_blocks(rng))
+    slow = block_sketches(_blocks(rng, 1.3))
+    assert latency_verdict("x", same, base, 1.2).ok
+    v = latency_verdict("x", slow, base, 1.2)
+    assert not v.ok and v.figures["low"] > 1.2 and "wholly above 1.2x" in v.line
+    assert not latency_verdict("x", slow, base, 1.2).figures["low"] > 1.35
+
+
+def test_paired_ratio_cancels_a_slow_phase_shared_by_both():
+    rng = np.random.default_rng(7)
+    phase = np.where(np.arange(20) % 4 == 0, 1.8, 1.0)  # every 4th round the machine is slow for everyone
+    a = [p * rng.lognormal(0, 0.02, 100) for p in phase]
+    b = [2.0 * p * rng.lognormal(0, 0.02, 100) for p in phase]
+    _, lo_p, hi_p = sketch_ratio_ci(block_sketches(b), block_sketches(a), 50, paired=True)
+    _, lo_u, hi_u = sketch_ratio_ci(block_sketches(b), block_sketches(a), 50, paired=False)
+    assert lo_p <= 2.0 <= hi_p
+    assert hi_p - lo_p < hi_u - lo_u
+
+
+def test_ratio_verdict_compares_the_same_run_ratio_with_the_stored_one():
+    rng = np.random.default_rng(8)
+    native = block_sketches(_blocks(rng, 5.0))
+    v = ratio_verdict("as-stored", block_sketches(_blocks(rng, 2.0)), native, "native", 0.4, 1.2)
+    assert v.ok and 0.97 < v.figures["ratio"] < 1.03
+    assert ratio_verdict("slower-than-native-as-stored", block_sketches(_blocks(rng, 7.0)), native, "native", 1.4, 1.2).ok
+    v = ratio_verdict("slowed", block_sketches(_blocks(rng, 2.6)), native, "native", 0.4, 1.2)
+    assert not v.ok and "1.3" in v.line and "stored ratio" in v.line
+
+
+# ------------------------------------------------------------- fingerprint
+def test_fingerprint_names_what_decides_speed_and_changes_with_it():
+    fp = fingerprint.fingerprint()
+    assert {"cpu", "cores", "host", "python", "tensorflow", "ai-edge-litert", "apache-tvm"} <= set(fp)
+    mid = fingerprint.machine_id(fp)
+    assert mid.startswith("Linux-CPython-") and f"-{fp['cores']}c-" in mid
+    assert mid == fingerprint.machine_id(dict(fp))  # stable
+    for key, value in (("cores", fp["cores"] + 1), ("host", "other"), ("tensorflow", "9.9"), ("cpu", "Other CPU")):
+        assert fingerprint.machine_id({**fp, key: value}) != mid, key
+    assert all(c.isalnum() or c in "-_." for c in mid)  # a directory name
+
+
+# -------------------------------------------------------------- injections
+def test_injection_options_are_validated_in_one_line():
+    known = ("native", "tflite-int8")
+    assert parse_assignments(["tflite-int8=1.3"], "--x", 1.0, 100.0, known) == {"tflite-int8": 1.3}
+    for bad, msg in (
+        ("tflite-int8", "VARIANT=NUMBER"),
+        ("nope=1.3", "unknown variant"),
+        ("native=abc", "not a number"),
+        ("native=0.5", "outside"),
+    ):
+        with pytest.raises(QBenchError, match=msg):
+            parse_assignments([bad], "--x", 1.0, 100.0, known)
+
+
+def test_injected_error_turns_the_requested_share_of_correct_predictions_wrong():
+    rng = np.random.default_rng(9)
+    y = np.arange(500) % 10
+    scores = rng.dirichlet(np.ones(10), 500)
+    scores[np.arange(500), y] += 2.0
+    scores /= scores.sum(axis=1, keepdims=True)
+    out = corrupt_predictions(scores, y, 0.02, seed=1)
+    assert np.sum(np.argmax(out, 1) != y) == 10
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(np.sort(out, 1), np.sort(scores, 1))  # only swapped
+
+
+def test_stretched_call_takes_factor_times_as_long():
+    import time
+
+    def work(_x):
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 2e-3:
+            pass
+
+    slowed = stretch_call(work, 1.5)
+    t0 = time.perf_counter()
+    slowed(None)
+    assert 2.9e-3 <= time.perf_counter() - t0 < 6e-3
+    assert stretch_call(work, 1.0) is work
