@@ -43,7 +43,7 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation,
     )
     if benchmark.disabled:
         pytest.skip("--benchmark-disable: no timing")
-    blocks = qbench.latency_blocks(variant, *_budget(pytestconfig))
+    blocks = qbench.latency_blocks(variant, *_budget(pytestconfig), campaign=qbench.latest_campaign)
     samples = np.concatenate(blocks)
     assert len(samples) >= 5 and samples.min() > 0
     figures = latency_figures(blocks)

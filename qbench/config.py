@@ -161,10 +161,17 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
 ]
 
 
-def add_options(add: Callable[..., Any], prefix: str) -> None:
-    """Register :data:`OPTIONS` with an argparse-style ``add`` (pytest's ``addoption`` or argparse's ``add_argument``)."""
-    for name, type_, default, help_ in OPTIONS:
-        kind = {"action": "store_true"} if type_ is bool else {"type": type_}
+def add_options(add: Callable[..., Any], prefix: str, options=None) -> None:
+    """Register ``options`` (default :data:`OPTIONS`) with an argparse-style ``add``
+    (pytest's ``addoption`` or argparse's ``add_argument``); type ``bool`` is a flag,
+    ``"append"`` a repeatable ``VARIANT=NUMBER``."""
+    for name, type_, default, help_ in OPTIONS if options is None else options:
+        if type_ is bool:
+            kind = {"action": "store_true"}
+        elif type_ == "append":
+            kind = {"action": "append", "metavar": "VARIANT=NUMBER"}
+        else:
+            kind = {"type": type_}
         add(f"{prefix}{name}", default=default, help=help_, **kind)
 
 

@@ -83,7 +83,16 @@ def gate_summary_lines(qb, gate, machine_id: str, benchmark_session) -> list[tup
     """``(line, is_failure)`` for the summary; the last line is the verdict."""
     verdicts = list(qb.verdicts.values())
     if not verdicts:
-        return []
+        if not qb.evaluated:
+            return []
+        return [
+            (
+                f"qbench gate: nothing to gate against on machine {machine_id}: no portable baseline for this model "
+                f"and split ({qb.portable_baseline_path(gate.baseline_dir)}; --qbench-portable-save records one) "
+                "and no stored latency run for this machine (--benchmark-autosave stores one)",
+                False,
+            )
+        ]
     lines = [(v.line, True) for v in verdicts if not v.ok]
     failed = [v for v in verdicts if not v.ok]
     acc = [v for v in verdicts if v.check == "accuracy"]

@@ -25,13 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(g.addoption, "--qbench-")
     from qbench.gate import GATE_OPTIONS
 
-    for name, type_, default, help_ in GATE_OPTIONS:
-        if type_ == "append":
-            g.addoption(f"--qbench-{name}", action="append", default=default, metavar="VARIANT=NUMBER", help=help_)
-        elif type_ is bool:
-            g.addoption(f"--qbench-{name}", action="store_true", default=default, help=help_)
-        else:
-            g.addoption(f"--qbench-{name}", type=type_, default=default, help=help_)
+    add_options(g.addoption, "--qbench-", GATE_OPTIONS)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -306,11 +306,21 @@ class QBenchSession:
 
         return baseline_path(baseline_dir, self.dataset.name, self.model_info.key, self.dataset.fingerprint())
 
+    @property
+    def latest_campaign(self) -> int:
+        """The campaign a run reports and stores: the re-measurement, if the gate made one.
+
+        The gate re-measures when the first campaign looked slower; when the
+        second one clears it, the first was a slow phase of the machine and must
+        not become the stored baseline.
+        """
+        return max(0, len(self._latency_blocks) - 1)
+
     def same_run_ratios(self, q: float = 10) -> dict[str, float]:
-        """Each variant's ``q``-th percentile latency over the reference's, from the first campaign (if one ran)."""
+        """Each variant's ``q``-th percentile latency over the reference's, from the latest campaign (if one ran)."""
         if not self._latency_blocks:
             return {}
-        blocks = self._latency_blocks[0]
+        blocks = self._latency_blocks[-1]
         ref = backends.reference_name()
         if ref not in blocks:
             return {}

@@ -11,6 +11,7 @@ import zipfile
 
 import pytest
 
+from qbench import backends
 from tests.helpers import DEFAULT_VARIANTS, make_pet_tree, run_pytest
 
 
@@ -25,7 +26,7 @@ def _one_error_line(proc, needle: str) -> None:
     [
         (
             ["--qbench-variants", "native,tflite-int4"],
-            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from " + ", ".join(DEFAULT_VARIANTS),
+            "ERROR: qbench: unknown variant(s) 'tflite-int4'; choose from " + ", ".join(backends.names()),
         ),
         (
             ["--qbench-dataset", "pet", "--qbench-dataset-root", "/nonexistent/pets"],
@@ -82,6 +83,13 @@ def test_end_to_end_smoke_run(smoke_run):
     for r in rows.values():
         assert 0.0 <= r["accuracy"] <= 1.0 and r["median_latency_ms"] > 0 and r["size_bytes"] > 0
     assert rows["tflite-int8"]["size_reduction"] > 2.5  # int8 weights are 4x smaller than fp32
+    for r in rows.values():  # percentiles and intervals, ordered (intervals come from 100-point sketches: 2 % slack)
+        assert 0.98 * r["median_ci_low_ms"] <= r["p50_ms"] <= 1.02 * r["median_ci_high_ms"]
+        assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+    low, high = rows["tflite-int8"]["speed_boost_ci"]
+    assert 0.98 * low <= rows["tflite-int8"]["speed_boost"] <= 1.02 * high
+    # no portable baseline for the smoke model: the gate says what it could not gate, in one line
+    assert "qbench gate: nothing to gate against" in out
     assert data["environment"]["calibration_split"] == "train"
     assert (build / "report" / "summary.md").read_text().startswith("# qbench summary")
     # nothing half-written left in the cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from qbench import fingerprint
@@ -26,8 +27,21 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
     machine = fingerprint.machine_id()
     runs = storage / machine
 
-    # 1. a machine with no stored run: passes, says so in one line, never a traceback
-    first = run_pytest(*common, "--benchmark-compare-fail=median:50%", "--benchmark-autosave", "--qbench-portable-save")
+    def accuracies():
+        rows = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]
+        return {r["variant"]: r["accuracy"] for r in rows}
+
+    # 0. nothing stored yet: one line says so; the passing run records the portable baseline
+    zero = run_pytest(*common, "--qbench-portable-save")
+    out = zero.stdout + zero.stderr
+    assert zero.returncode == 0, out[-3000:]
+    assert f"qbench gate: nothing to gate against on machine {machine}" in out
+    assert len(list((tmp_path / "baselines" / "portable").glob("*.json"))) == 1
+    assert not runs.exists()
+    seen = accuracies()
+
+    # 1. a machine with no stored run: passes on same-run ratios, says so in one line, never a traceback
+    first = run_pytest(*common, "--benchmark-compare-fail=median:50%", "--benchmark-autosave")
     out = first.stdout + first.stderr
     assert first.returncode == 0, out[-3000:]
     verdict = [ln for ln in out.splitlines() if ln.startswith("qbench gate:")]
@@ -35,7 +49,7 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
     assert "same-run ratios only" in verdict[0] and "no stored latency baseline for this fingerprint" in verdict[0]
     assert "Traceback" not in out and "--benchmark-compare-fail ignored" in out
     assert len(list(runs.glob("*.json"))) == 1  # the passing run became this machine's baseline
-    assert len(list((tmp_path / "baselines" / "portable").glob("*.json"))) == 1
+    assert accuracies() == seen  # same model, same split, same machine: identical figures
 
     # 2. against that baseline, unmodified (a loose threshold: this is CI, not the gatecheck)
     second = run_pytest(*common, "--qbench-latency-threshold=3")

@@ -56,7 +56,9 @@ def test_markdown_and_json(tmp_path):
     rows = summarize(_results())
     md = render_markdown(rows)
     lines = md.splitlines()
-    assert lines[0].startswith("| Variant | Speed boost | Accuracy | Size reduction")
+    assert lines[0].startswith(
+        "| Variant | Speed boost (95% CI) | Accuracy | Size reduction | Median [ms] (95% CI) | p90 [ms] | p99 [ms]"
+    )
     assert lines[2].startswith("| native | 1.00 | 0.9500 | 1.00 | 4.000 |")
     assert "| tvm-avx2-int8 | n/a | 0.9400 | 2.00 | n/a |" in md
     md_path, js_path = write_reports(rows, {"cpu": "test"}, tmp_path, class_names=["cat", "dog"])
