@@ -51,13 +51,22 @@ def save_baselines_if_passed(session: pytest.Session, qb, gate, progress) -> Non
         return
     why = None
     if session.testsfailed:
-        why = f"{session.testsfailed} test(s) failed"
+        why = f"{session.testsfailed} test(s) failed, and a failing run never overwrites a baseline"
     elif gate.injections:
         why = "regressions were injected (--qbench-inject-*)"
+    if why is None and qb is not None and (wants_latency or gate.save_portable):
+        from qbench.gate import noisy_campaign
+
+        noisy = noisy_campaign(qb.campaign_sketches(), gate.baseline_max_spread)
+        if noisy:
+            why = (
+                f"this run was too noisy to be a baseline ({', '.join(noisy)}: "
+                f"95 % intervals wider than {gate.baseline_max_spread:g}x); run again"
+            )
     if why is not None:
         if wants_latency:
             bs.save = bs.autosave = False
-        progress(f"no baseline saved: {why}; a failing run never overwrites a baseline")
+        progress(f"no baseline saved: {why}")
         return
     if gate.save_portable and qb is not None and qb.evaluated:
         from qbench import portable_baseline

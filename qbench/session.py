@@ -316,6 +316,14 @@ class QBenchSession:
         """
         return max(0, len(self._latency_blocks) - 1)
 
+    def campaign_sketches(self) -> dict:
+        """Block sketches of every variant in the latest campaign (empty if none ran)."""
+        from qbench.stats import block_sketches
+
+        if not self._latency_blocks:
+            return {}
+        return {name: block_sketches(blocks) for name, blocks in self._latency_blocks[-1].items()}
+
     def same_run_ratios(self, q: float = 10) -> dict[str, float]:
         """Each variant's ``q``-th percentile latency over the reference's, from the latest campaign (if one ran)."""
         if not self._latency_blocks:

@@ -145,3 +145,47 @@ def test_stretched_call_takes_factor_times_as_long():
     slowed(None)
     assert 2.9e-3 <= time.perf_counter() - t0 < 6e-3
     assert stretch_call(work, 1.0) is work
+
+
+# ------------------------------------------------------------ confirmation
+def _campaigns(*oks):
+    from qbench.gate import Verdict
+
+    calls = []
+
+    def verdict(campaign):
+        calls.append(campaign)
+        ok = oks[campaign]
+        return Verdict("v", "latency", ok, f"v: ratio {campaign}", {"ratio": 1.0 if ok else 1.4})
+
+    return verdict, calls
+
+
+@pytest.mark.parametrize(
+    "oks, regressed, campaigns",
+    [
+        ((True,), False, [0]),
+        ((False, False), True, [0, 1]),
+        ((False, True, True), False, [0, 1, 2]),
+        ((False, True, False), True, [0, 1, 2]),
+    ],
+)
+def test_a_latency_regression_must_show_in_two_campaigns(oks, regressed, campaigns):
+    from qbench.gate import confirmed
+
+    verdict, calls = _campaigns(*oks)
+    v = confirmed(verdict)
+    assert (not v.ok) == regressed and calls == campaigns
+    if len(oks) > 1:
+        assert ("not confirmed" in v.line) != regressed
+
+
+def test_a_noisy_campaign_is_not_fit_to_be_a_baseline():
+    from qbench.gate import noisy_campaign
+
+    rng = np.random.default_rng(10)
+    calm = block_sketches(_blocks(rng))
+    # four rounds in five 2.3x slower, as in this VM's slow phases: p10 sits on the edge of the fast rounds
+    mixed = block_sketches([b * (2.3 if i % 5 else 1.0) for i, b in enumerate(_blocks(rng))])
+    assert noisy_campaign({"calm": calm}) == []
+    assert noisy_campaign({"calm": calm, "mixed": mixed})[0].startswith("mixed p10 ")
