@@ -11,24 +11,23 @@ put its training images in the test split); ``--qbench-train`` trains from
 scratch instead.
 
 Regenerate it (about 2 minutes on 2 cores), then re-record the accuracy
-baseline (README, "Accuracy gate")::
+baseline (README, "Regression gate")::
 
-    python -m qbench.reference
+    python -m qbench.retrain_reference
+    pytest benchmarks --qbench-portable-save
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from qbench.fsutil import atomic_path, atomic_write_json, file_hash
+from qbench.fsutil import file_hash
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-REGENERATE = "python -m qbench.reference"
+REGENERATE = "python -m qbench.retrain_reference"
 
 
 @dataclass(frozen=True)
@@ -61,52 +60,3 @@ def committed_reference(settings, dataset, progress: Callable[[str], None] = lam
         progress(f"the committed reference model {path} is missing or altered (hash differs); training one instead")
         return None
     return Reference(path, "ref-" + meta["file_hash"], meta)
-
-
-def regenerate(argv: list[str] | None = None) -> int:
-    """Train the default model with its recipe and commit-ready copy it into ``qbench/reference``."""
-    import tempfile
-
-    import keras
-    import tensorflow as tf
-
-    from qbench.config import make_settings
-    from qbench.datasets import load_session_dataset
-    from qbench.model import prepare_model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = make_settings(build_dir=tmp, train=True)
-        dataset = load_session_dataset(settings, settings.profile.image_size, print)
-        info = prepare_model(settings, dataset, lambda m: print(f"[qbench] {m}", flush=True))
-        target = REFERENCE_DIR / f"{settings.dataset}-{settings.profile.name}.keras"
-        with atomic_path(target) as out:
-            shutil.copyfile(info.path, out)
-        p = settings.profile
-        atomic_write_json(
-            _meta_path(settings.dataset, p.name),
-            {
-                "file": target.name,
-                "file_hash": file_hash(target),
-                "dataset": settings.dataset,
-                "fingerprint": dataset.fingerprint(),
-                "seed": settings.seed,
-                "test_fraction": settings.test_fraction,
-                "train_samples": int(len(dataset.train_idx)),
-                "recipe": {
-                    "architecture": f"MobileNetV2 alpha {p.alpha}, {p.image_size}x{p.image_size}, weights=None, BN momentum 0.9",
-                    "optimizer": f"Adam lr {p.learning_rate}",
-                    "epochs": p.epochs,
-                    "batch_size": p.batch_size,
-                },
-                "tensorflow": tf.__version__,
-                "keras": keras.__version__,
-                "train_seconds": info.train_seconds,
-                "regenerate": REGENERATE,
-            },
-        )
-    print(f"wrote {target}; now re-record the accuracy baseline: pytest benchmarks --qbench-portable-save")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(regenerate(sys.argv[1:]))
