@@ -74,7 +74,7 @@ def describe(fp: dict) -> str:
     return f"{fp['cpu']}, {fp['cores']} usable cores, host {fp['host']}, Python {fp['python']}, {runtimes}"
 
 
-def install(config) -> str:
+def install() -> str:
     """File pytest-benchmark's runs under :func:`machine_id` (call before its ``pytest_configure``, which is trylast)."""
     import pytest_benchmark.session
 

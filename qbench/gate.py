@@ -28,7 +28,7 @@ import numpy as np
 
 from qbench.errors import QBenchError
 from qbench.inject import Injections, parse_assignments
-from qbench.stats import mcnemar_worse, sketch_ratio_ci
+from qbench.stats import mcnemar_worse, sketch_quantile_ci, sketch_ratio_ci
 
 GATE_QUANTILE = 10
 
@@ -120,14 +120,19 @@ def accuracy_verdict(variant: str, y_true, baseline_pred, pred, alpha: float, ma
     return Verdict(variant, "accuracy", True, f"{variant}: accuracy as stored: {why}", figures)
 
 
+def _judge_ratio(variant: str, check: str, what: str, low: float, threshold: float, figures: dict) -> Verdict:
+    """The latency rule, for any ratio: a regression only when the whole interval lies above ``threshold``."""
+    if low > threshold:
+        return Verdict(variant, check, False, f"{variant}: slower: {what}, wholly above {threshold:g}x", figures)
+    return Verdict(variant, check, True, f"{variant}: {what}, not wholly above {threshold:g}x", figures)
+
+
 def latency_verdict(variant: str, current, baseline, threshold: float, confidence: float = 0.95) -> Verdict:
     """``current``/``baseline``: block sketches (:func:`qbench.stats.block_sketches`)."""
     point, lo, hi = sketch_ratio_ci(current, baseline, GATE_QUANTILE, paired=False, confidence=confidence)
     figures = {"ratio": point, "low": lo, "high": hi, "threshold": threshold}
     what = f"p{GATE_QUANTILE} latency {point:.3f}x its baseline ({confidence:.0%} CI {lo:.3f}-{hi:.3f}x)"
-    if lo > threshold:
-        return Verdict(variant, "latency", False, f"{variant}: slower: {what}, wholly above {threshold:g}x", figures)
-    return Verdict(variant, "latency", True, f"{variant}: {what}, not wholly above {threshold:g}x", figures)
+    return _judge_ratio(variant, "latency", what, lo, threshold, figures)
 
 
 def ratio_verdict(
@@ -141,9 +146,7 @@ def ratio_verdict(
         f"p{GATE_QUANTILE} latency relative to {reference_name} in this run is {point:.3f}x the stored ratio "
         f"({confidence:.0%} CI {lo:.3f}-{hi:.3f}x)"
     )
-    if lo > threshold:
-        return Verdict(variant, "ratio", False, f"{variant}: slower: {what}, wholly above {threshold:g}x", figures)
-    return Verdict(variant, "ratio", True, f"{variant}: {what}, not wholly above {threshold:g}x", figures)
+    return _judge_ratio(variant, "ratio", what, lo, threshold, figures)
 
 
 def confirmed(verdict_of_campaign) -> Verdict:
@@ -185,8 +188,6 @@ def confirmed(verdict_of_campaign) -> Verdict:
 
 def noisy_campaign(sketches: dict, max_spread: float = 1.15, confidence: float = 0.95) -> list[str]:
     """Variants whose p10 interval is wider than ``max_spread`` (high/low): such a run must not become a baseline."""
-    from qbench.stats import sketch_quantile_ci
-
     out = []
     for name, sketch in sketches.items():
         _, lo, hi = sketch_quantile_ci(sketch, GATE_QUANTILE, confidence)

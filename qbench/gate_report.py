@@ -54,7 +54,7 @@ def save_baselines_if_passed(session: pytest.Session, qb, gate, progress) -> Non
         why = f"{session.testsfailed} test(s) failed, and a failing run never overwrites a baseline"
     elif gate.injections:
         why = "regressions were injected (--qbench-inject-*)"
-    if why is None and qb is not None and (wants_latency or gate.save_portable):
+    if why is None and qb is not None:
         from qbench.gate import noisy_campaign
 
         noisy = noisy_campaign(qb.campaign_sketches(), gate.baseline_max_spread)
@@ -88,7 +88,7 @@ def write_gate_json(qb, verdict_line: str, machine_id: str):
     )
 
 
-def gate_summary_lines(qb, gate, machine_id: str, benchmark_session) -> list[tuple[str, bool]]:
+def gate_summary_lines(qb, gate, machine_id: str) -> list[tuple[str, bool]]:
     """``(line, is_failure)`` for the summary; the last line is the verdict."""
     verdicts = list(qb.verdicts.values())
     if not verdicts:
@@ -102,7 +102,6 @@ def gate_summary_lines(qb, gate, machine_id: str, benchmark_session) -> list[tup
                 False,
             )
         ]
-    lines = [(v.line, True) for v in verdicts if not v.ok]
     failed = [v for v in verdicts if not v.ok]
     acc = [v for v in verdicts if v.check == "accuracy"]
     lat = [v for v in verdicts if v.check == "latency"]
@@ -124,7 +123,7 @@ def gate_summary_lines(qb, gate, machine_id: str, benchmark_session) -> list[tup
     else:
         detail = "gated " + detail
     return [
-        *lines,
+        *((v.line, True) for v in failed),
         (
             f"qbench gate: {head} on machine {machine_id} ({fingerprint.describe(fingerprint.fingerprint())}): {detail}",
             bool(failed),

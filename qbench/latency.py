@@ -11,8 +11,9 @@ five calls after a resume took 1.9, 1.7, 1.6, 1.5, 1.5 ms, then 1.4 ms).
 Blocks are about 0.1 s: with 20 ms blocks the native median on the default
 model read 23 % higher interleaved than alone (5.77 vs 4.70 ms), with 0.1 s
 blocks 2 % (4.46 vs 4.54 ms); one run each, development VM, before native
-ran without oneDNN.  pytest-benchmark still owns the statistics, storage and ``--benchmark-compare``: :func:`replay` feeds
-the samples to its fixture through a clock that advances by each sample.
+ran without oneDNN.  pytest-benchmark still owns the statistics, storage and
+``--benchmark-compare``: :func:`replay` feeds the samples to its fixture
+through a clock that advances by each sample.
 """
 
 from __future__ import annotations

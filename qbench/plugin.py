@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"qbench: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     # before pytest-benchmark's own (trylast) configure builds its storage and loads the compared run
-    config.stash[MACHINE_KEY] = fingerprint.install(config)
+    config.stash[MACHINE_KEY] = fingerprint.install()
 
 
 @pytest.hookimpl(trylast=True)
@@ -250,8 +250,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(f"qbench: {error}", red=True)
     from qbench.gate_report import gate_summary_lines, write_gate_json
 
-    bs = getattr(config, "_benchmarksession", None)
-    gate_lines = gate_summary_lines(session, config.stash[GATE_KEY], config.stash[MACHINE_KEY], bs)
+    gate_lines = gate_summary_lines(session, config.stash[GATE_KEY], config.stash[MACHINE_KEY])
     for line, bad in gate_lines:
         terminalreporter.write_line(line, red=bad, green=not bad and line.startswith("qbench gate: PASS"))
     if gate_lines:

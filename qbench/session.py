@@ -324,16 +324,20 @@ class QBenchSession:
             return {}
         return {name: block_sketches(blocks) for name, blocks in self._latency_blocks[-1].items()}
 
-    def same_run_ratios(self, q: float = 10) -> dict[str, float]:
-        """Each variant's ``q``-th percentile latency over the reference's, from the latest campaign (if one ran)."""
-        if not self._latency_blocks:
-            return {}
-        blocks = self._latency_blocks[-1]
+    def same_run_ratios(self) -> dict[str, float]:
+        """Each variant's gated percentile over the reference's, from the latest campaign (if one ran).
+
+        Computed from the block sketches, exactly as the gate computes the ratio it compares with it.
+        """
+        from qbench.gate import GATE_QUANTILE
+        from qbench.stats import pooled_quantile
+
+        sketches = self.campaign_sketches()
         ref = backends.reference_name()
-        if ref not in blocks:
+        if ref not in sketches:
             return {}
-        base = np.percentile(np.concatenate(blocks[ref]), q)
-        return {name: float(np.percentile(np.concatenate(b), q) / base) for name, b in blocks.items() if name != ref}
+        base = pooled_quantile(sketches[ref], GATE_QUANTILE)
+        return {name: float(pooled_quantile(s, GATE_QUANTILE) / base) for name, s in sketches.items() if name != ref}
 
     def record_verdict(self, verdict) -> None:
         self.verdicts[(verdict.variant, verdict.check)] = verdict
