@@ -15,7 +15,7 @@ machine's absolute times.
 The gated figure is the 10th percentile of the per-call latency: a real
 slowdown moves every percentile, while the shared VM's slow phases (another
 tenant on the second vCPU) mostly fatten the upper half, and moved the median
-of tflite-int8 by up to 1.37x between unmodified runs (20 runs, development VM).
+of tflite-int8 by up to 1.71x and its p10 by 1.11x between unmodified runs (20 runs, development VM).
 Intervals come from a block bootstrap over the interleaved rounds.
 """
 
