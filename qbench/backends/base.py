@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from qbench.errors import QBenchError
-from qbench.quant import QParams, dequantize, quantize
+from qbench.quant import QParams, Quantizer, dequantize
 
 REFERENCE_MODEL = "reference model"
 
@@ -42,8 +42,14 @@ class Runner:
         return x
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Spec quantization (:class:`qbench.quant.Quantizer`, buffers kept per input shape)."""
         q = self.input_qparams
-        return x if q is None else quantize(x, q.scale, q.zero_point, q.dtype)
+        if q is None:
+            return x
+        quantizer = getattr(self, "_quantizer", None)
+        if quantizer is None or quantizer.shape != x.shape:
+            quantizer = self._quantizer = Quantizer(x.shape, q.scale, q.zero_point, q.dtype)
+        return quantizer(x)
 
     def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
         q = self.output_qparams
