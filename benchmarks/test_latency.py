@@ -1,9 +1,13 @@
-"""Single-image end-to-end inference latency per variant (pytest-benchmark).
+"""Single-image inference latency per variant (pytest-benchmark), end to end and invoke alone.
 
 Every variant is timed on the same call: float32 image (1, H, W, 3) in,
 float32 class scores out, so input quantization and output dequantization are
 *included* for the int8 variants and the native baseline is graph-mode
-TensorFlow (a concrete ``tf.function``), not Keras ``predict()``.
+TensorFlow (a concrete ``tf.function``), not Keras ``predict()``.  Inside each
+call the runtime's own ``invoke`` (input already in its dtype, raw output) is
+timed too: pytest-benchmark's statistics are the end-to-end times, and the
+invoke figures go into ``extra_info`` (``invoke_median_ms`` and its
+percentiles) and the summary.
 
 Each variant runs in its own worker process and is timed there, call by call,
 in rounds interleaved with the other variants while every other worker is
@@ -44,14 +48,19 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation,
     if benchmark.disabled:
         pytest.skip("--benchmark-disable: no timing")
     blocks = qbench.latency_blocks(variant, *_budget(pytestconfig), campaign=qbench.latest_campaign)
+    invoke_blocks = qbench.latency_blocks(variant, *_budget(pytestconfig), campaign=qbench.latest_campaign, phase="invoke")
     samples = np.concatenate(blocks)
     assert len(samples) >= 5 and samples.min() > 0
-    figures = latency_figures(blocks)
+    figures, invoke = latency_figures(blocks), latency_figures(invoke_blocks)
+    assert np.all(np.concatenate(invoke_blocks) <= samples)  # invoke is timed inside each end-to-end call
     # the block sketch is what a later --benchmark-compare gates against (qbench.gate)
     benchmark.extra_info["qbench_sketch_us"] = np.round(figures["sketch"] * 1e6, 3).tolist()
     benchmark.extra_info.update({f"{k}_ms": round(v * 1e3, 5) for k, v in figures.items() if k != "sketch"})
+    for phase, figs in (("end_to_end", figures), ("invoke", invoke)):
+        benchmark.extra_info.update({f"{phase}_{k}_ms": round(v * 1e3, 5) for k, v in figs.items() if k != "sketch"})
+        benchmark.extra_info[f"{phase}_median_ms"] = benchmark.extra_info[f"{phase}_p50_ms"]
     replay(benchmark, samples)
-    record_benchmark(qbench, variant, benchmark, extra=figures)
+    record_benchmark(qbench, variant, benchmark, extra={**figures, "invoke": invoke})
 
 
 def test_latency_keras_predict_for_reference(benchmark, qbench, qbench_settings):

@@ -107,14 +107,23 @@ class Settings:
 
 
 def parse_variants(text: str | None) -> tuple[str, ...]:
-    """``"native,tflite-int8"`` -> validated tuple in registry order; ``None``/``all`` -> the default variants."""
+    """``"native,tflite-int8"`` -> validated tuple in registry order.
+
+    ``None``/``all`` are the default variants; a group name (``peers``) stands
+    for its members, so ``all,peers`` is the default set plus the peers.
+    """
     if text is None or text.strip() in ("", "all"):
         return backends.names(default_only=True)
-    wanted = [v.strip() for v in text.split(",") if v.strip()]
+    groups = {"all": backends.names(default_only=True), **backends.groups()}
+    wanted = []
+    for token in (v.strip() for v in text.split(",") if v.strip()):
+        wanted.extend(groups.get(token, (token,)))
     known = backends.names()
     unknown = [v for v in wanted if v not in known]
     if unknown:
-        raise QBenchError(f"unknown variant(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+        raise QBenchError(
+            f"unknown variant(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)} or a group ({', '.join(groups)})"
+        )
     return tuple(v for v in known if v in wanted)
 
 
@@ -150,7 +159,7 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
     ("train", bool, False, "train the model from scratch with the profile's recipe instead of loading the committed reference"),
     ("preprocess", str, "unit", "input scaling for --qbench-model-path models: unit ([0,1]) or symmetric ([-1,1])"),
     ("profile", str, "full", f"model/threshold profile: {', '.join(PROFILES)} (default: full)"),
-    ("variants", str, None, "comma-separated variant names, or all (default: all default variants; see README)"),
+    ("variants", str, None, "comma-separated variant names or groups: all (the defaults), peers (OpenVINO, ONNX Runtime)"),
     ("build-dir", str, "build", "artifact cache directory (default: build)"),
     ("report-dir", str, None, "where summary.md/summary.json go (default: <build-dir>/report)"),
     ("seed", int, 0, "seed for the split, calibration sampling and training"),

@@ -4,7 +4,8 @@ pytest-benchmark files its runs under ``get_machine_id()``, which is
 ``Linux-CPython-3.11-64bit`` on every Linux box, so every user compared
 against the development VM's absolute times.  qbench files them under a
 fingerprint of what decides the speed: CPU model, usable cores, the
-runtimes' versions, and the host itself (``/etc/machine-id``), because two
+threads the runtimes were given (``--qbench-threads``), the runtimes'
+versions, and the host itself (``/etc/machine-id``), because two
 VMs that report the same CPU model can still differ by 20 % in speed.  The
 id stays readable (``Linux-CPython-3.11-64bit-AMD_EPYC-2c-<hash>``); the
 full fingerprint goes into pytest-benchmark's ``machine_info`` of every
@@ -21,7 +22,7 @@ import re
 import socket
 from importlib.metadata import PackageNotFoundError, version
 
-RUNTIMES = ("tensorflow", "ai-edge-litert", "apache-tvm")
+RUNTIMES = ("tensorflow", "ai-edge-litert", "apache-tvm", "openvino", "onnxruntime")
 
 
 def cpu_model() -> str:
@@ -48,9 +49,16 @@ def host_id() -> str:
     return hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()
 
 
-def fingerprint() -> dict:
-    """What a latency baseline is only valid for."""
-    info = {"cpu": cpu_model(), "cores": usable_cores(), "host": host_id(), "python": platform.python_version()}
+def fingerprint(threads: int | None = None) -> dict:
+    """What a latency baseline is only valid for (``threads``: what every runtime is given, default the usable cores)."""
+    cores = usable_cores()
+    info = {
+        "cpu": cpu_model(),
+        "cores": cores,
+        "threads": int(threads or cores),
+        "host": host_id(),
+        "python": platform.python_version(),
+    }
     for dist in RUNTIMES:
         try:
             info[dist] = version(dist)
@@ -71,13 +79,14 @@ def machine_id(fp: dict | None = None) -> str:
 
 def describe(fp: dict) -> str:
     runtimes = ", ".join(f"{d} {fp[d]}" for d in RUNTIMES if fp.get(d))
-    return f"{fp['cpu']}, {fp['cores']} usable cores, host {fp['host']}, Python {fp['python']}, {runtimes}"
+    threads = fp.get("threads", fp["cores"])
+    return f"{fp['cpu']}, {fp['cores']} usable cores, {threads} threads, host {fp['host']}, Python {fp['python']}, {runtimes}"
 
 
-def install() -> str:
+def install(threads: int | None = None) -> str:
     """File pytest-benchmark's runs under :func:`machine_id` (call before its ``pytest_configure``, which is trylast)."""
     import pytest_benchmark.session
 
-    mid = machine_id()
+    mid = machine_id(fingerprint(threads))
     pytest_benchmark.session.get_machine_id = lambda: mid
     return mid

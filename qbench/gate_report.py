@@ -122,10 +122,11 @@ def gate_summary_lines(qb, gate, machine_id: str) -> list[tuple[str, bool]]:
         detail = f"{len(failed)} regression(s): " + ", ".join(f"{v.variant} {v.check}" for v in failed) + "; gated " + detail
     else:
         detail = "gated " + detail
+    machine = fingerprint.describe(fingerprint.fingerprint(qb.settings.threads))
     return [
         *((v.line, True) for v in failed),
         (
-            f"qbench gate: {head} on machine {machine_id} ({fingerprint.describe(fingerprint.fingerprint())}): {detail}",
+            f"qbench gate: {head} on machine {machine_id} ({machine}): {detail}",
             bool(failed),
         ),
     ]

@@ -249,10 +249,14 @@ class RemoteRunner:
         """Float scores on the test split, computed in the worker from its own copy of the data."""
         return self.worker.request(self.step, "evaluate")
 
-    def time(self, calls: int, method: str = "predict", stretch: float = 1.0):
+    def time(self, calls: int, method: str = "phases", stretch: float = 1.0):
         """Per-call seconds of ``calls`` back-to-back calls on the first test image, timed in the worker
-        (``stretch``: an injected slowdown factor, :mod:`qbench.inject`)."""
+        (:func:`qbench.latency.time_method`; ``stretch``: an injected slowdown factor, :mod:`qbench.inject`)."""
         return self.worker.request(self.step, "time", calls=calls, method=method, stretch=stretch)
+
+    def os_threads(self) -> int:
+        """The worker's OS thread count (Linux), e.g. after timing: the runtime's pool is in it."""
+        return self.worker.request(self.step, "os_threads")
 
     def close(self) -> None:
         self.worker.close()

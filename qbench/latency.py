@@ -24,7 +24,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-Timer = Callable[[int], "list[float] | np.ndarray"]  # calls -> per-call seconds
+Timer = Callable[[int], "list[float] | np.ndarray"]  # calls -> per-call seconds, (calls,) or (calls, len(PHASES))
+
+# What one timed call is split into (columns of :func:`time_phases`):
+# ``end_to_end``: float image in, float scores out (prepare + invoke + finish);
+# ``invoke``: the runtime alone, input already in its dtype, raw output.
+PHASES = ("end_to_end", "invoke")
 
 
 def time_calls(fn: Callable, arg, calls: int) -> np.ndarray:
@@ -36,6 +41,47 @@ def time_calls(fn: Callable, arg, calls: int) -> np.ndarray:
         fn(arg)
         out[i] = clock() - t0
     return out
+
+
+def time_phases(runner, x, calls: int, stretch: float = 1.0) -> np.ndarray:
+    """(calls, 2) seconds: each call's end-to-end time and, inside it, the runtime's invoke.
+
+    One pass gives both, from the same calls: four clock reads around
+    ``runner.prepare``, ``runner.invoke`` and ``runner.dequantize_output``
+    (what ``Runner.predict`` chains).  ``stretch`` (an injected slowdown,
+    :mod:`qbench.inject`) slows each phase by the same factor.
+    """
+    from qbench.inject import stretch_call
+
+    prepare, invoke, finish = (stretch_call(f, stretch) for f in (runner.prepare, runner.invoke, runner.dequantize_output))
+    out = np.empty((int(calls), len(PHASES)))
+    clock = time.perf_counter
+    for i in range(int(calls)):
+        t0 = clock()
+        prepared = prepare(x)
+        t1 = clock()
+        raw = invoke(prepared)
+        t2 = clock()
+        finish(raw)
+        t3 = clock()
+        out[i, 0] = t3 - t0
+        out[i, 1] = t2 - t1
+    return out
+
+
+def time_method(runner, method: str, x, calls: int, stretch: float = 1.0) -> np.ndarray:
+    """Time ``calls`` calls: ``"phases"`` (:func:`time_phases`) or one runner method, e.g. ``keras_predict``."""
+    from qbench.inject import stretch_call
+
+    if method == "phases":
+        return time_phases(runner, x, calls, stretch)
+    return time_calls(stretch_call(getattr(runner, method), stretch), x, calls)
+
+
+def phase_blocks(blocks, phase: str) -> list[np.ndarray]:
+    """One phase's column of multi-phase blocks (1-D blocks are end-to-end already)."""
+    col = PHASES.index(phase)
+    return [b[:, col] if b.ndim == 2 else (b if col == 0 else b[:0]) for b in blocks]
 
 
 def interleaved_samples(
@@ -73,7 +119,8 @@ def interleaved_samples(
     for name in list(live):  # warm-up round, discarded; it also sizes the blocks
         warm = run(name, 3)
         if warm is not None:
-            calls[name] = max(1, min(100_000, int(block_seconds / max(float(np.median(warm)), 1e-7))))
+            per_call = float(np.median(warm if warm.ndim == 1 else warm[:, 0]))
+            calls[name] = max(1, min(100_000, int(block_seconds / max(per_call, 1e-7))))
     rounds = max(int(min_rounds), math.ceil(max_time / block_seconds))
     names = list(live)
     t0 = time.perf_counter()

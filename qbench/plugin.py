@@ -47,7 +47,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"qbench: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
     # before pytest-benchmark's own (trylast) configure builds its storage and loads the compared run
-    config.stash[MACHINE_KEY] = fingerprint.install()
+    config.stash[MACHINE_KEY] = fingerprint.install(settings.threads)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """The fingerprint a stored run is filed under (threads included) goes into its machine info."""
+    from qbench import fingerprint
+
+    settings = config.stash.get(SETTINGS_KEY, None)
+    machine_info["qbench"] = fingerprint.fingerprint(settings.threads if settings else None)
 
 
 @pytest.hookimpl(trylast=True)
@@ -107,7 +116,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from qbench import backends
 
         variants = [v for v in variants if where.args[0](backends.get(v))]
-    metafunc.parametrize("variant", variants, ids=variants, scope="session")
+    params = [pytest.param(v, marks=pytest.mark.skip(reason=r)) if (r := _unavailable(v)) else v for v in variants]
+    metafunc.parametrize("variant", params, ids=variants, scope="session")
+
+
+def _unavailable(variant: str) -> str | None:
+    from qbench import backends
+
+    reason = backends.get(variant).unavailable()
+    return f"{variant} cannot run here: {reason}" if reason else None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """One line for the selected variants this machine cannot run (e.g. peers without their extra)."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return []
+    from qbench import backends
+
+    skipped: dict[str, list[str]] = {}
+    for name in settings.variants:
+        reason = backends.get(name).unavailable()
+        if reason:
+            skipped.setdefault(reason, []).append(name)
+    return [f"qbench: skipping {', '.join(names)}: {reason}" for reason, names in skipped.items()]
 
 
 @pytest.fixture(scope="session")
@@ -233,10 +265,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not any(r.accuracy is not None or r.latency or r.failure for r in session.results.values()):
         return  # nothing measured (e.g. only spec tests ran): keep the last full report
-    from qbench.report import render_markdown, summarize, write_reports
+    from qbench.report import harness_floor_figures, harness_floor_note, render_markdown, summarize, write_reports
 
     rows = summarize(session.results)
-    notes = reference_notes(session)
+    floor = harness_floor_figures(session.harness_floor())
+    notes = [n for n in [harness_floor_note(floor), *reference_notes(session)] if n]
     terminalreporter.section("qbench summary")
     from qbench import backends
 
@@ -257,7 +290,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         write_gate_json(session, gate_lines[-1][0], config.stash[MACHINE_KEY])
     try:
         names = session.dataset.class_names if session._dataset is not None else None
-        md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references, names)
+        md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references, names, floor)
     except OSError as exc:
         terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
         return

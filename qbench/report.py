@@ -27,6 +27,7 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
     known = backends.names()
     order = [v for v in known if v in results] + [v for v in results if v not in known]
     base_sketch = (base.latency or {}).get("sketch") if base else None
+    base_invoke = ((base.latency or {}).get("invoke") or {}) if base else {}
     for name in order:
         r = results[name]
         lat = (r.latency or {}).get("median")
@@ -40,6 +41,12 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
             # same rounds, paired: the machine's slow phases cancel out of the ratio
             _, low, high = sketch_ratio_ci(base_sketch, sketch, 50, paired=True)
             boost_ci = (low, high)
+        invoke = (r.latency or {}).get("invoke") or {}
+        inv_ms = {f"invoke_{k}_ms": v * 1e3 for k, v in invoke.items() if k != "sketch"}
+        inv_boost_ci = None
+        if invoke.get("sketch") is not None and base_invoke.get("sketch") is not None and name != baseline:
+            _, low, high = sketch_ratio_ci(base_invoke["sketch"], invoke["sketch"], 50, paired=True)
+            inv_boost_ci = (low, high)
         rows.append(
             {
                 "variant": name,
@@ -49,6 +56,14 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
                 "accuracy": r.accuracy,
                 "size_reduction": base_size / r.size_bytes if base_size and r.size_bytes else None,
                 "median_latency_ms": lat * 1e3 if lat else None,
+                "end_to_end_median_ms": lat * 1e3 if lat else None,
+                **{f"end_to_end_{k}": v for k, v in lat_ms.items()},
+                "invoke_median_ms": inv_ms.get("invoke_p50_ms"),
+                **inv_ms,
+                "invoke_speed_boost": base_invoke["p50"] / invoke["p50"]
+                if invoke.get("p50") and base_invoke.get("p50")
+                else None,
+                "invoke_speed_boost_ci": inv_boost_ci,
                 "mean_latency_ms": mean * 1e3 if mean else None,
                 "rounds": (r.latency or {}).get("rounds"),
                 "size_bytes": r.size_bytes,
@@ -77,10 +92,12 @@ def _ci(row: dict, key: str, spec: str) -> str:
 def render_markdown(rows: list[dict]) -> str:
     header = [
         "Variant",
-        "Speed boost (95% CI)",
+        "Speed boost e2e (95% CI)",
+        "Speed boost invoke (95% CI)",
         "Accuracy",
         "Size reduction",
-        "Median [ms] (95% CI)",
+        "End-to-end median [ms] (95% CI)",
+        "Invoke median [ms]",
         "p90 [ms]",
         "p99 [ms]",
         "Size [KiB]",
@@ -95,9 +112,11 @@ def render_markdown(rows: list[dict]) -> str:
         cells = [
             r["variant"],
             _fmt(r["speed_boost"], ".2f") + _ci(r, "speed_boost_ci", ".1f"),
+            _fmt(r.get("invoke_speed_boost"), ".2f") + _ci(r, "invoke_speed_boost_ci", ".1f"),
             _fmt(r["accuracy"], ".4f"),
             _fmt(r["size_reduction"], ".2f"),
             _fmt(r["median_latency_ms"], ".3f") + _ci(r, "median", ".3f"),
+            _fmt(r.get("invoke_median_ms"), ".3f"),
             _fmt(r.get("p90_ms"), ".3f"),
             _fmt(r.get("p99_ms"), ".3f"),
             _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
@@ -106,6 +125,25 @@ def render_markdown(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def harness_floor_figures(samples) -> dict | None:
+    """Median and p90 (ms) of the identity runner's end-to-end calls, or ``None``."""
+    if samples is None or len(samples) == 0:
+        return None
+    import numpy as np
+
+    p50, p90 = np.percentile(samples, [50, 90])
+    return {"median_ms": float(p50 * 1e3), "p90_ms": float(p90 * 1e3), "calls": int(len(samples))}
+
+
+def harness_floor_note(floor: dict | None) -> str | None:
+    if not floor:
+        return None
+    return (
+        f"Harness floor: an identity runner timed by the same path takes {floor['median_ms'] * 1e3:.1f} us "
+        f"(median, p90 {floor['p90_ms'] * 1e3:.1f} us, {floor['calls']} calls); every end-to-end latency above includes it."
+    )
 
 
 def render_confusion(matrix: list[list[int]], class_names: list[str] | None = None) -> str:
@@ -128,6 +166,7 @@ def write_reports(
     notes: list[str] = (),
     references: dict | None = None,
     class_names: list[str] | None = None,
+    harness_floor: dict | None = None,
 ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
@@ -145,13 +184,16 @@ def write_reports(
         "# qbench summary\n\n"
         + render_markdown(rows)
         + "\nSpeed boost (ratio of median single-image latencies) and size reduction (ratio of "
-        "file sizes) are relative to `native` (graph-mode TensorFlow); every variant is timed on the "
-        "same end-to-end call, float image in, float scores out.  Intervals are 95 % block-bootstrap "
-        "intervals over the interleaved rounds (speed boosts paired round by round).\n\n"
+        "file sizes) are relative to `native` (graph-mode TensorFlow).  End to end: float image in, float "
+        "scores out, input quantization and output dequantization included; invoke: the runtime alone, "
+        "input already in its dtype, raw output, timed inside the same calls.  Intervals are 95 % "
+        "block-bootstrap intervals over the interleaved rounds (speed boosts paired round by round).\n\n"
         + "".join(f"{note}\n\n" for note in notes)
         + "## Environment\n\n"
         + env_lines
         + confusion,
     )
-    atomic_write_json(js, {"rows": rows, "environment": environment, "references": references or {}})
+    atomic_write_json(
+        js, {"rows": rows, "environment": environment, "references": references or {}, "harness_floor": harness_floor}
+    )
     return md, js

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qbench import backends
+from qbench.backends.identity import HARNESS_FLOOR
 from qbench.config import Settings
 from qbench.datasets import Dataset, load_session_dataset
 from qbench.errors import QBenchError
-from qbench.inject import Injections, corrupt_predictions, stretch_call
+from qbench.inject import Injections, corrupt_predictions
 from qbench.metrics import classification_metrics
 
 Progress = Callable[[str], None]
@@ -170,8 +171,11 @@ class QBenchSession:
 
     def _load(self, variant: str, options: dict):
         art = self.artifact(variant)
+        return self._start(variant, art.path, art.meta, options)
+
+    def _start(self, variant: str, path, meta: dict, options: dict):
         if not self.isolate:
-            return backends.get(variant).load(art.path, art.meta, self.settings.threads, **options)
+            return backends.get(variant).load(path, meta, self.settings.threads, **options)
         from qbench.isolation import start_remote_runner
 
         inputs = {
@@ -180,7 +184,7 @@ class QBenchSession:
             "preprocess": self.model_info.preprocess,
             "fingerprint": self.dataset.fingerprint(),
         }
-        runner = start_remote_runner(variant, art.path, art.meta, self.settings.threads, options, inputs)
+        runner = start_remote_runner(variant, path, meta, self.settings.threads, options, inputs)
         if not options:  # a crash in any later step marks the variant failed
             runner.worker.on_crash = lambda crash: self._fail(variant, crash)
         return runner
@@ -240,8 +244,8 @@ class QBenchSession:
         return self._evaluations[variant]
 
     # ------------------------------------------------------------- latency
-    def _timer(self, variant: str, method: str = "predict"):
-        runner = self.runner(variant)
+    def _timer(self, variant: str, method: str = "phases", runner=None):
+        runner = runner or self.runner(variant)
         stretch = self.injections.slowdown.get(variant, 1.0)
         if self.isolate:
 
@@ -250,26 +254,33 @@ class QBenchSession:
                     return runner.time(calls, method, stretch)
 
             return timed
-        from qbench.latency import time_calls
+        from qbench.latency import time_method
 
         sample = np.ascontiguousarray(self.test_inputs()[0][:1])
-        return lambda calls: time_calls(stretch_call(getattr(runner, method), stretch), sample, calls)
+        return lambda calls: time_method(runner, method, sample, calls, stretch)
 
     def latency_samples(self, variant: str, max_time: float = 2.0, min_rounds: int = 5) -> np.ndarray:
         """Per-call seconds for ``variant`` (all its blocks, see :meth:`latency_blocks`)."""
         return np.concatenate(self.latency_blocks(variant, max_time, min_rounds))
 
-    def latency_blocks(self, variant: str, max_time: float = 2.0, min_rounds: int = 5, campaign: int = 0) -> list[np.ndarray]:
+    def latency_blocks(
+        self, variant: str, max_time: float = 2.0, min_rounds: int = 5, campaign: int = 0, phase: str = "end_to_end"
+    ) -> list[np.ndarray]:
         """Per-call seconds for ``variant``, one block per round of an interleaved campaign over every selected variant.
+
+        ``phase`` picks the whole call (``end_to_end``) or the runtime alone
+        (``invoke``), both timed on the same calls (:func:`qbench.latency.time_phases`).
+        The harness floor (:mod:`qbench.backends.identity`) is timed in every campaign too.
 
         The first request runs campaign 0 for all selected variants that load
         (each evaluated first, which also warms it up); later requests read
         its results.  ``campaign=1`` is a second, independent campaign (the
         gate re-measures before it calls a slowdown a regression).
         """
-        from qbench.latency import interleaved_samples
+        from qbench.latency import interleaved_samples, phase_blocks
 
-        self.check_variant(variant)
+        if variant != HARNESS_FLOOR:
+            self.check_variant(variant)
         while len(self._latency_blocks) <= campaign:
             timers = {}
             for name in self.settings.variants:
@@ -279,6 +290,8 @@ class QBenchSession:
                 except QBenchError as exc:
                     if exc.fatal:
                         raise
+            if timers:
+                timers[HARNESS_FLOOR] = self._timer(HARNESS_FLOOR, runner=self._harness_floor())
             again = " again, to confirm" if self._latency_blocks else ""
             self.progress(f"latency: timing {', '.join(timers)} in interleaved rounds{again}, about {max_time:g}s each")
             self._latency_blocks.append(
@@ -289,7 +302,21 @@ class QBenchSession:
         blocks = self._latency_blocks[campaign]
         if variant not in blocks:
             raise self.failures.get(variant) or QBenchError(f"{variant}: no latency samples", fatal=False)
-        return blocks[variant]
+        return phase_blocks(blocks[variant], phase)
+
+    def _harness_floor(self):
+        """The identity runner (:mod:`qbench.backends.identity`), started like any variant's."""
+        if HARNESS_FLOOR not in self._runners:
+            size = self.dataset.image_size
+            meta = {"input_shape": (1, size, size, 3), "classes": self.dataset.num_classes}
+            self._runners[HARNESS_FLOOR] = self._start(HARNESS_FLOOR, "", meta, {})
+        return self._runners[HARNESS_FLOOR]
+
+    def harness_floor(self) -> np.ndarray | None:
+        """End-to-end seconds of the harness floor in the latest campaign (``None`` if none ran)."""
+        if not self._latency_blocks or HARNESS_FLOOR not in self._latency_blocks[-1]:
+            return None
+        return np.concatenate(self.latency_blocks(HARNESS_FLOOR, campaign=self.latest_campaign))
 
     def reference_samples(self, variant: str, method: str, calls: int) -> np.ndarray:
         """Per-call seconds of a runner's non-default call (e.g. Keras ``predict()``), not interleaved."""
@@ -322,7 +349,12 @@ class QBenchSession:
 
         if not self._latency_blocks:
             return {}
-        return {name: block_sketches(blocks) for name, blocks in self._latency_blocks[-1].items()}
+        from qbench.latency import phase_blocks
+
+        campaign = self._latency_blocks[-1]
+        return {
+            name: block_sketches(phase_blocks(blocks, "end_to_end")) for name, blocks in campaign.items() if name != HARNESS_FLOOR
+        }
 
     def same_run_ratios(self) -> dict[str, float]:
         """Each variant's gated percentile over the reference's, from the latest campaign (if one ran).
@@ -358,13 +390,13 @@ class QBenchSession:
         import platform
         from importlib.metadata import PackageNotFoundError, version
 
-        from qbench.fingerprint import cpu_model, machine_id
+        from qbench.fingerprint import cpu_model, fingerprint, machine_id
 
         info = {
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpu": cpu_model(),
-            "fingerprint": machine_id(),
+            "fingerprint": machine_id(fingerprint(self.settings.threads)),
             "threads": self.settings.threads,
             "profile": self.settings.profile.name,
             "dataset": self.settings.dataset,

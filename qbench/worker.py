@@ -56,11 +56,16 @@ class WorkerState:
     def call(self, method, args=()):
         return getattr(self.runner, method)(*args)
 
-    def time(self, calls, method="predict", sample=0, stretch=1.0):
-        from qbench.inject import stretch_call
-        from qbench.latency import time_calls
+    def time(self, calls, method="phases", sample=0, stretch=1.0):
+        from qbench.latency import time_method
 
-        return time_calls(stretch_call(getattr(self.runner, method), stretch), self.inputs[sample : sample + 1], calls)
+        return time_method(self.runner, method, self.inputs[sample : sample + 1], calls, stretch)
+
+    def os_threads(self):
+        """How many threads this process has now (Linux): what ``--qbench-threads`` must change."""
+        import os
+
+        return len(os.listdir("/proc/self/task"))
 
     def quit(self):
         if self.runner is not None:

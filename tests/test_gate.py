@@ -97,11 +97,13 @@ def test_ratio_verdict_compares_the_same_run_ratio_with_the_stored_one():
 # ------------------------------------------------------------- fingerprint
 def test_fingerprint_names_what_decides_speed_and_changes_with_it():
     fp = fingerprint.fingerprint()
-    assert {"cpu", "cores", "host", "python", "tensorflow", "ai-edge-litert", "apache-tvm"} <= set(fp)
+    assert {"cpu", "cores", "threads", "host", "python", "tensorflow", "ai-edge-litert", "apache-tvm", "openvino"} <= set(fp)
+    assert fp["threads"] == fp["cores"] and fingerprint.fingerprint(1)["threads"] == 1
     mid = fingerprint.machine_id(fp)
     assert mid.startswith("Linux-CPython-") and f"-{fp['cores']}c-" in mid
     assert mid == fingerprint.machine_id(dict(fp))  # stable
-    for key, value in (("cores", fp["cores"] + 1), ("host", "other"), ("tensorflow", "9.9"), ("cpu", "Other CPU")):
+    changes = (("cores", fp["cores"] + 1), ("threads", 7), ("host", "other"), ("tensorflow", "9.9"), ("cpu", "Other CPU"))
+    for key, value in changes:
         assert fingerprint.machine_id({**fp, key: value}) != mid, key
     assert all(c.isalnum() or c in "-_." for c in mid)  # a directory name
 

@@ -20,7 +20,14 @@ from qbench.errors import QBenchError
 
 __all__ = ["REFERENCE_MODEL", "Runner", "Variant", "register", "unregister", "get", "all_variants", "names", "origins"]
 
-BUILTIN_BACKENDS = ("qbench.backends.keras", "qbench.backends.tflite", "qbench.backends.tvm")
+BUILTIN_BACKENDS = (
+    "qbench.backends.keras",
+    "qbench.backends.tflite",
+    "qbench.backends.tvm",
+    "qbench.backends.openvino_runtime",
+    "qbench.backends.onnx_runtime",
+    "qbench.backends.identity",
+)
 
 _REGISTRY: dict[str, Variant] = {}
 _builtins_loaded = False
@@ -66,7 +73,17 @@ def all_variants() -> list[Variant]:
 
 
 def names(default_only: bool = False) -> tuple[str, ...]:
-    return tuple(v.name for v in all_variants() if v.default or not default_only)
+    """Selectable variant names (``timing_only`` records such as the harness floor are not)."""
+    return tuple(v.name for v in all_variants() if not v.timing_only and (v.default or not default_only))
+
+
+def groups() -> dict[str, tuple[str, ...]]:
+    """Group name -> its variants (e.g. ``peers``), in registration order."""
+    out: dict[str, list[str]] = {}
+    for v in all_variants():
+        if v.group and not v.timing_only:
+            out.setdefault(v.group, []).append(v.name)
+    return {g: tuple(members) for g, members in out.items()}
 
 
 def get(name: str) -> Variant:

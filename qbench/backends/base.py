@@ -121,6 +121,8 @@ class Variant:
     "all"; others (peers, test-only variants) are selected by name.
     ``environment`` is set in the variant's worker process before anything
     is imported there (runtime switches that only work at start-up).
+    ``timing_only`` marks what is timed in every run but is not a model
+    (the harness floor): never selected, evaluated or gated.
     """
 
     name: str
@@ -134,9 +136,21 @@ class Variant:
     lossless_tolerance: float | None = None
     is_reference: bool = False
     default: bool = True
+    group: str | None = None  # a name that selects several variants at once (``--qbench-variants all,peers``)
+    timing_only: bool = False
     environment: dict[str, str] = field(default_factory=dict, compare=False)
     origin: str = field(default="", compare=False)  # importable module that registers it (set by register())
 
     @property
     def derived_from_variant(self) -> str | None:
         return None if self.derives_from == REFERENCE_MODEL else self.derives_from
+
+
+def missing_extra(modules: tuple[str, ...], extra: str) -> str | None:
+    """``Variant.unavailable`` for optional backends: one line naming the extra that installs them."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return f"needs the [{extra}] extra ({', '.join(missing)} not installed): pip install -e .[{extra}]"

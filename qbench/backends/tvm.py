@@ -97,6 +97,10 @@ class TVMRunner(Runner):
             out = out[0]
         return out.numpy()
 
+    def pool_threads(self) -> int:
+        """The size of TVM's runtime thread pool (set from ``TVM_NUM_THREADS``, capped at the usable cores)."""
+        return int(self._tvm.get_global_func("runtime.NumThreads")())
+
     def invoke_raw(self, raw_input: np.ndarray) -> np.ndarray:
         """Run an already-quantized input (for int8 agreement tests)."""
         return self.invoke(self._tvm.runtime.tensor(np.ascontiguousarray(raw_input, dtype=self._in_dtype), self._dev))

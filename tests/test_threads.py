@@ -1,0 +1,83 @@
+"""``--qbench-threads`` reaches every runtime: each one's worker starts more OS threads when given more.
+
+Thread pools are what the option sizes (LiteRT's ``num_threads``, TVM's
+``TVM_NUM_THREADS`` and ``num-cores``, TensorFlow's intra/inter-op pools, the
+peers' own settings), so each variant is loaded in a fresh worker with 1 and
+then 3 threads, timed for a few calls (pools start lazily), and the
+process's thread count read from ``/proc/self/task``.  A runtime that
+ignored the option would show the same count both times.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from qbench import backends
+from qbench.config import make_settings
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc/self/task")
+
+keras = pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from qbench.session import QBenchSession
+    from tests.test_variants import tiny_model
+
+    workdir = tmp_path_factory.mktemp("threads")
+    model = workdir / "tiny.keras"
+    tiny_model().save(model)
+    settings = make_settings(model_path=str(model), build_dir=str(workdir / "build"), calibration_samples=20)
+    s = QBenchSession(settings, isolate=True)
+    yield s
+    s.close()
+
+
+def _measured(session, variant: str, threads: int, what=lambda runner: runner.os_threads()):
+    from qbench.isolation import start_remote_runner
+
+    art = session.artifact(variant)
+    inputs = {
+        "settings": session.settings,
+        "image_size": session.dataset.image_size,
+        "preprocess": session.model_info.preprocess,
+        "fingerprint": session.dataset.fingerprint(),
+    }
+    runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs)
+    try:
+        runner.time(20)
+        return what(runner)
+    finally:
+        runner.close()
+
+
+TVM_SERIAL = pytest.mark.xfail(
+    strict=True,
+    reason="TVM's default Relax build has no parallel loops (no TVMBackendParallelLaunch in the .so): "
+    "its pool is sized by the option (test below) but the kernels run on one thread",
+)
+
+
+def _timed_variants():
+    for name in backends.names():
+        if backends.get(name).default or name.startswith(("openvino", "onnxruntime")):
+            yield pytest.param(name, marks=TVM_SERIAL) if name.startswith("tvm") else name
+
+
+@pytest.mark.parametrize("variant", list(_timed_variants()))
+def test_each_runtime_sizes_its_pool_from_the_threads_option(session, variant):
+    reason = backends.get(variant).unavailable()
+    if reason:
+        pytest.skip(f"{variant}: {reason}")
+    one, three = _measured(session, variant, 1), _measured(session, variant, 3)
+    assert three > one, f"{variant}: {one} OS threads with --qbench-threads 1 and {three} with 3: the option did not reach it"
+
+
+def test_tvm_pool_is_sized_by_the_threads_option(session):
+    def pool(runner):
+        return runner._call("pool_threads")
+
+    assert (_measured(session, "tvm-avx2-int8", 1, pool), _measured(session, "tvm-avx2-int8", 2, pool)) == (1, 2)
