@@ -7,54 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from qbench.synthetic_pet import PET_BREEDS, PET_HEADER, make_pet_tree, pet_breeds  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VARIANTS = ("native", "tflite-fp32", "tflite-fp16", "tflite-int8", "tvm-avx2-int8")
-
-PET_HEADER = """#Image CLASS-ID SPECIES BREED ID
-#ID: 1:37 Class ids
-#SPECIES: 1:Cat 2:Dog
-#BREED ID: 1-25:Cat 1:12:Dog
-#All images with 1st letter as captial are cat images
-#images with small first letter are dog images
-"""
-
-# (name, class id, species, breed id), following the Oxford-IIIT Pet conventions
-PET_BREEDS = [("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("Bengal", 6, 1, 2)]
-
-
-def pet_breeds(n: int) -> list[tuple[str, int, int, int]]:
-    """``n`` made-up breeds in the Pet conventions (cats capitalised, dogs lower case), class ids 1..n."""
-    out = []
-    for k in range(n):
-        cat = k % 2 == 0
-        name = f"Catbreed{k:02d}" if cat else f"dog_breed{k:02d}"
-        out.append((name, k + 1, 1 if cat else 2, k // 2 + 1))
-    return out
-
-
-def make_pet_tree(root: Path, per_class: int = 12, size: int = 40, seed: int = 0, breeds=None) -> Path:
-    """A small Oxford-IIIT-Pet-shaped tree: ``images/<Breed>_<n>.jpg`` + ``annotations/list.txt``.
-
-    Each breed gets a distinct dominant colour plus noise, so a model can learn it.
-    ``breeds`` defaults to three real ones; :func:`pet_breeds` makes 37 for a full-sized head.
-    """
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    lines = [PET_HEADER]
-    for k, (breed, class_id, species, breed_id) in enumerate(breeds or PET_BREEDS):
-        for n in range(1, per_class + 1):
-            img = rng.integers(0, 90, size=(size, size + 8 * (k % 5), 3))  # non-square, varying sizes
-            img[..., k % 3] += 160 - 3 * k
-            name = f"{breed}_{n}"
-            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / "images" / f"{name}.jpg", quality=90)
-            lines.append(f"{name} {class_id} {species} {breed_id}\n")
-    (root / "annotations" / "list.txt").write_text("".join(lines))
-    return root
 
 
 def run_pytest(*args: str, cwd: Path = REPO, timeout: int = 1200, env: dict | None = None) -> subprocess.CompletedProcess:
