@@ -167,6 +167,13 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
     ("calibration-samples", int, None, "int8 calibration samples, drawn from the train split"),
     ("min-accuracy", float, None, "absolute accuracy floor for every variant"),
     ("max-drop", float, None, "max accuracy drop of any variant vs native"),
+    (
+        "threads",
+        int,
+        None,
+        "threads every runtime gets: LiteRT num_threads, TVM_NUM_THREADS/num-cores, TensorFlow intra/inter-op, "
+        "ONNX Runtime intra-op, OpenVINO INFERENCE_NUM_THREADS (default: the usable cores)",
+    ),
 ]
 
 
@@ -216,6 +223,7 @@ def make_settings(
     calibration_samples: int | None = None,
     min_accuracy: float | None = None,
     max_drop: float | None = None,
+    threads: int | None = None,
 ) -> Settings:
     """Validate user options; every problem becomes one :class:`QBenchError` sentence."""
     if dataset not in DATASETS:
@@ -247,6 +255,8 @@ def make_settings(
     for name, value in (("--qbench-min-accuracy", min_accuracy), ("--qbench-max-drop", max_drop)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise QBenchError(f"{name} must be between 0 and 1, got {value}")
+    if threads is not None and threads < 1:
+        raise QBenchError(f"--qbench-threads must be at least 1, got {threads}")
     options = dict(
         dataset=dataset,
         dataset_root=dataset_root,
@@ -262,6 +272,7 @@ def make_settings(
         calibration_samples=calibration_samples,
         min_accuracy=min_accuracy,
         max_drop=max_drop,
+        **({"threads": int(threads)} if threads is not None else {}),
     )
     return Settings(
         options=options,
@@ -279,4 +290,5 @@ def make_settings(
         calibration_samples=calibration_samples,
         min_accuracy=min_accuracy,
         max_drop=max_drop,
+        **({"threads": int(threads)} if threads is not None else {}),
     )

@@ -31,6 +31,10 @@ Timer = Callable[[int], "list[float] | np.ndarray"]  # calls -> per-call seconds
 # ``invoke``: the runtime alone, input already in its dtype, raw output.
 PHASES = ("end_to_end", "invoke")
 
+# Calls per block at most: only the harness floor (about 1 us a call) reaches it, and
+# 10,000 of its calls describe it as well as a full 0.1 s block would, in a tenth of the time.
+MAX_BLOCK_CALLS = 10_000
+
 
 def time_calls(fn: Callable, arg, calls: int) -> np.ndarray:
     """Per-call seconds of ``calls`` back-to-back ``fn(arg)``."""
@@ -120,7 +124,7 @@ def interleaved_samples(
         warm = run(name, 3)
         if warm is not None:
             per_call = float(np.median(warm if warm.ndim == 1 else warm[:, 0]))
-            calls[name] = max(1, min(100_000, int(block_seconds / max(per_call, 1e-7))))
+            calls[name] = max(1, min(MAX_BLOCK_CALLS, int(block_seconds / max(per_call, 1e-7))))
     rounds = max(int(min_rounds), math.ceil(max_time / block_seconds))
     names = list(live)
     t0 = time.perf_counter()

@@ -83,6 +83,7 @@ class QParams:
 HALF_DOWN = np.float32(0.49999997)
 _SIGN_BIT = np.int32(-(2**31))
 _WIDER = {np.dtype(np.int8): np.int16, np.dtype(np.uint8): np.int16, np.dtype(np.int16): np.int32}
+_UNSIGNED = {np.dtype(np.int8): np.uint8, np.dtype(np.uint8): np.uint8, np.dtype(np.int16): np.uint16}
 
 
 class Quantizer:
@@ -103,8 +104,21 @@ class Quantizer:
        rounding half away from zero;
     5. add the zero point and narrow to the quantized type.
 
-    NaN (no kernel defines it) becomes the zero point, like ``quantize``'s
-    ``nan_to_num``; it is found with one ``max`` and fixed off the fast path.
+    When ``lo - zp >= 0`` (int8 with zero point -128: every input that
+    starts as a [0, 1] image) the clipped ``s`` is never negative, so steps
+    3-5 shrink to ``s + HALF_DOWN``, one truncating cast into the unsigned
+    type of the output's width, and a wrapping add of the zero point (the
+    result is in range, so the wrapped bits are its two's complement).  That
+    halves the memory traffic, which is what the call costs once LiteRT's
+    invoke has flushed the caches: 0.19 ms in place of 0.11 ms hot, before
+    this path (224x224x3, development VM).
+
+    NaN (no kernel defines it; LiteRT's reference and optimized kernels give
+    different answers) becomes the zero point.  It costs nothing to find: the
+    clipped values always fit the integer type, so the truncating cast raises
+    the CPU's invalid-operation flag only for NaN, and numpy turns that flag
+    into ``FloatingPointError``; then the call is redone with NaN set to 0.
+    (A ``max`` pass to look for NaN cost 35 us of the 150 us.)
     """
 
     def __init__(self, shape, scale: float, zero_point: int, dtype=np.int8):
@@ -116,16 +130,32 @@ class Quantizer:
         self._s = np.empty(self.shape, np.float32)
         self._t = np.empty(self.shape, np.float32)
         self._wide = np.empty(self.shape, _WIDER[self.dtype])
+        self._unsigned = np.dtype(_UNSIGNED[self.dtype])
+        self._nonnegative = self.lo - self.zero_point >= 0
+        self._zp_bits = self._unsigned.type(self.zero_point % (1 << (8 * self._unsigned.itemsize)))
 
     def __call__(self, x) -> np.ndarray:
         """Quantized copy of ``x`` (float, shape ``self.shape``); a new array each call."""
         x = np.asarray(x, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="raise"):
+            try:
+                return self._quantize(x, nan_to_zero=False)
+            except FloatingPointError:  # the in-range cast is invalid only for NaN: redo with NaN as 0
+                return self._quantize(x, nan_to_zero=True)
+
+    def _quantize(self, x: np.ndarray, nan_to_zero: bool) -> np.ndarray:
         s, t, wide = self._s, self._t, self._wide
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.divide(x, self.scale, out=s)
-        if s.size and np.isnan(np.max(s)):
+        np.divide(x, self.scale, out=s)
+        if nan_to_zero:
             s[np.isnan(s)] = 0.0
         np.clip(s, self.lo - self.zero_point, self.hi - self.zero_point, out=s)
+        if self._nonnegative:
+            np.add(s, HALF_DOWN, out=s)
+            out = np.empty(self.shape, self.dtype)
+            bits = out.view(self._unsigned)
+            np.copyto(bits, s, casting="unsafe")  # truncates toward zero; fits: s <= hi - lo + 0.5
+            np.add(bits, self._zp_bits, out=bits)  # wraps modulo 2**width: the two's complement of the result
+            return out
         sign_bits = t.view(np.int32)
         np.bitwise_and(s.view(np.int32), _SIGN_BIT, out=sign_bits)
         np.bitwise_or(sign_bits, HALF_DOWN.view(np.int32), out=sign_bits)

@@ -75,14 +75,14 @@ def test_settings_survive_the_trip_to_the_prepare_process(tmp_path):
         zf.writestr("config.json", "{}")
     original = make_settings(
         model_path=str(model), preprocess="symmetric", profile="smoke", variants="native,tflite-int8",
-        build_dir=str(tmp_path / "b"), seed=7, test_fraction=0.3, calibration_samples=50, max_drop=0.05,
+        build_dir=str(tmp_path / "b"), seed=7, test_fraction=0.3, calibration_samples=50, max_drop=0.05, threads=1,
     )  # fmt: skip
     parser = argparse.ArgumentParser()
     for name, type_, default, _ in OPTIONS:
         parser.add_argument(f"--{name}", type=type_, default=default)
     args = parser.parse_args(settings_to_argv(original))
     again = settings_from_options(lambda n: getattr(args, n.replace("-", "_")))
-    assert again == original
+    assert again == original and again.threads == 1
 
 
 def test_prepare_command_reports_bad_input_in_one_line():

@@ -49,6 +49,20 @@ def test_quantizer_matches_plain_spec_arithmetic(x, scale, dtype, data):
     np.testing.assert_array_equal(quantize(x, scale, zero_point, dtype), expected)
 
 
+@given(
+    hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6), elements=any_f32),
+    scales,
+    st.sampled_from([np.int8, np.uint8, np.int16]),
+)
+@example(np.float32([0.5, 1.5, 254.5, 255.49999, 255.5, 0.49999997, -0.5, np.nan, np.inf, -np.inf]), 1.0, np.int8)
+def test_the_non_negative_fast_path_too(x, scale, dtype):
+    """Zero point at the type's minimum (a [0, 1] image's int8 input): the unsigned-cast path, NaN included."""
+    lo, _ = int_range(dtype)
+    quantizer = Quantizer(x.shape, scale, lo, dtype)
+    assert quantizer._nonnegative
+    np.testing.assert_array_equal(quantizer(x), plain_spec_quantize(x, scale, lo, dtype))
+
+
 def test_half_down_rounding_on_every_float_near_the_ties():
     """Every float32 within 64 ulps of k + 1/2 for |k| <= 400: the neighbourhoods where a rounding trick breaks."""
     ties = np.arange(-400, 401, dtype=np.float32) + np.float32(0.5)

@@ -63,6 +63,8 @@ TVM_SERIAL = pytest.mark.xfail(
 
 def _timed_variants():
     for name in backends.names():
+        if name == "tflite-fp16":
+            continue  # the same interpreter and XNNPACK delegate as tflite-fp32
         if backends.get(name).default or name.startswith(("openvino", "onnxruntime")):
             yield pytest.param(name, marks=TVM_SERIAL) if name.startswith("tvm") else name
 
@@ -81,3 +83,20 @@ def test_tvm_pool_is_sized_by_the_threads_option(session):
         return runner._call("pool_threads")
 
     assert (_measured(session, "tvm-avx2-int8", 1, pool), _measured(session, "tvm-avx2-int8", 2, pool)) == (1, 2)
+
+
+def test_the_threads_option_reaches_the_workers(tmp_path_factory, session):
+    """Through the option, not a runner argument: a session made with ``threads=1`` starts a leaner LiteRT."""
+    from qbench.session import QBenchSession
+
+    counts = {}
+    for threads in (1, 3):
+        s = QBenchSession(session.settings.with_(threads=threads), isolate=True)
+        try:
+            runner = s.runner("tflite-fp32")
+            runner.time(20)
+            counts[threads] = runner.os_threads()
+        finally:
+            s.close()
+    assert counts[3] > counts[1], counts
+    assert make_settings(threads=1).threads == 1
