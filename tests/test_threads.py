@@ -30,7 +30,9 @@ def session(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("threads")
     model = workdir / "tiny.keras"
     tiny_model().save(model)
-    settings = make_settings(model_path=str(model), build_dir=str(workdir / "build"), calibration_samples=20)
+    settings = make_settings(
+        model_path=str(model), build_dir=str(workdir / "build"), calibration_samples=20, variants="all,peers"
+    )
     s = QBenchSession(settings, isolate=True)
     yield s
     s.close()
@@ -40,13 +42,7 @@ def _measured(session, variant: str, threads: int, what=lambda runner: runner.os
     from qbench.isolation import start_remote_runner
 
     art = session.artifact(variant)
-    inputs = {
-        "settings": session.settings,
-        "image_size": session.dataset.image_size,
-        "preprocess": session.model_info.preprocess,
-        "fingerprint": session.dataset.fingerprint(),
-    }
-    runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs)
+    runner = start_remote_runner(variant, art.path, art.meta, threads, {}, session.worker_inputs())
     try:
         runner.time(20)
         return what(runner)
