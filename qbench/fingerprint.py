@@ -49,6 +49,17 @@ def host_id() -> str:
     return hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()
 
 
+def installed_versions(dists) -> dict[str, str | None]:
+    """Each distribution's installed version, ``None`` where it is not installed."""
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
 def fingerprint(threads: int | None = None) -> dict:
     """What a latency baseline is only valid for (``threads``: what every runtime is given, default the usable cores)."""
     cores = usable_cores()
@@ -59,12 +70,7 @@ def fingerprint(threads: int | None = None) -> dict:
         "host": host_id(),
         "python": platform.python_version(),
     }
-    for dist in RUNTIMES:
-        try:
-            info[dist] = version(dist)
-        except PackageNotFoundError:
-            info[dist] = None
-    return info
+    return info | installed_versions(RUNTIMES)
 
 
 def machine_id(fp: dict | None = None) -> str:

@@ -83,9 +83,9 @@ def time_method(runner, method: str, x, calls: int, stretch: float = 1.0) -> np.
 
 
 def phase_blocks(blocks, phase: str) -> list[np.ndarray]:
-    """One phase's column of multi-phase blocks (1-D blocks are end-to-end already)."""
+    """One phase's column of :func:`time_phases` blocks."""
     col = PHASES.index(phase)
-    return [b[:, col] if b.ndim == 2 else (b if col == 0 else b[:0]) for b in blocks]
+    return [b[:, col] for b in blocks]
 
 
 def interleaved_samples(

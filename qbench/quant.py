@@ -127,11 +127,12 @@ class Quantizer:
         self.scale = np.float32(scale)
         self.zero_point = int(zero_point)
         self.shape = tuple(shape)
-        self._s = np.empty(self.shape, np.float32)
-        self._t = np.empty(self.shape, np.float32)
-        self._wide = np.empty(self.shape, _WIDER[self.dtype])
         self._unsigned = np.dtype(_UNSIGNED[self.dtype])
         self._nonnegative = self.lo - self.zero_point >= 0
+        self._s = np.empty(self.shape, np.float32)
+        if not self._nonnegative:  # the sign-handling path's buffers
+            self._t = np.empty(self.shape, np.float32)
+            self._wide = np.empty(self.shape, _WIDER[self.dtype])
         self._zp_bits = self._unsigned.type(self.zero_point % (1 << (8 * self._unsigned.itemsize)))
 
     def __call__(self, x) -> np.ndarray:
@@ -144,7 +145,7 @@ class Quantizer:
                 return self._quantize(x, nan_to_zero=True)
 
     def _quantize(self, x: np.ndarray, nan_to_zero: bool) -> np.ndarray:
-        s, t, wide = self._s, self._t, self._wide
+        s = self._s
         np.divide(x, self.scale, out=s)
         if nan_to_zero:
             s[np.isnan(s)] = 0.0
@@ -156,6 +157,7 @@ class Quantizer:
             np.copyto(bits, s, casting="unsafe")  # truncates toward zero; fits: s <= hi - lo + 0.5
             np.add(bits, self._zp_bits, out=bits)  # wraps modulo 2**width: the two's complement of the result
             return out
+        t, wide = self._t, self._wide
         sign_bits = t.view(np.int32)
         np.bitwise_and(s.view(np.int32), _SIGN_BIT, out=sign_bits)
         np.bitwise_or(sign_bits, HALF_DOWN.view(np.int32), out=sign_bits)

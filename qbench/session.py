@@ -178,16 +178,19 @@ class QBenchSession:
             return backends.get(variant).load(path, meta, self.settings.threads, **options)
         from qbench.isolation import start_remote_runner
 
-        inputs = {
+        runner = start_remote_runner(variant, path, meta, self.settings.threads, options, self.worker_inputs())
+        if not options:  # a crash in any later step marks the variant failed
+            runner.worker.on_crash = lambda crash: self._fail(variant, crash)
+        return runner
+
+    def worker_inputs(self) -> dict:
+        """What a worker needs to load the session's test split itself (``start_remote_runner``)."""
+        return {
             "settings": self.settings,
             "image_size": self.dataset.image_size,
             "preprocess": self.model_info.preprocess,
             "fingerprint": self.dataset.fingerprint(),
         }
-        runner = start_remote_runner(variant, path, meta, self.settings.threads, options, inputs)
-        if not options:  # a crash in any later step marks the variant failed
-            runner.worker.on_crash = lambda crash: self._fail(variant, crash)
-        return runner
 
     def runner(self, variant: str, **options):
         """The variant loaded and ready (in its worker when isolated); ``options`` go to ``Variant.load``."""

@@ -146,6 +146,11 @@ class Variant:
         return None if self.derives_from == REFERENCE_MODEL else self.derives_from
 
 
+def requires_extra(modules: tuple[str, ...], extra: str) -> Callable[[], str | None]:
+    """A ``Variant.unavailable`` for a backend installed by ``extra``."""
+    return lambda: missing_extra(modules, extra)
+
+
 def missing_extra(modules: tuple[str, ...], extra: str) -> str | None:
     """``Variant.unavailable`` for optional backends: one line naming the extra that installs them."""
     import importlib.util

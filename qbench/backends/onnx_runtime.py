@@ -14,32 +14,20 @@ by the ``[peers]`` extra; off by default.
 from __future__ import annotations
 
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from qbench.backends import register
-from qbench.backends.base import Runner, Variant, missing_extra
+from qbench.backends.base import Runner, Variant, requires_extra
 from qbench.errors import QBenchError
+from qbench.fingerprint import installed_versions
 
 OPSET = 17
 
 
-def _unavailable(modules):
-    return lambda: missing_extra(modules, "peers")
-
-
 def _versions(*dists) -> tuple:
-    from importlib.metadata import PackageNotFoundError
-
-    out = []
-    for dist in dists:
-        try:
-            out.append((dist, version(dist)))
-        except PackageNotFoundError:
-            out.append((dist, None))
-    return tuple(out)
+    return tuple(installed_versions(dists).items())
 
 
 def build_fp32(ctx, out: Path) -> dict:
@@ -123,7 +111,7 @@ register(
         load=_load("onnxruntime-fp32"),
         derives_from="tflite-fp32",
         cache_key=lambda _ctx: _versions("tf2onnx", "onnx"),
-        unavailable=_unavailable(("onnxruntime", "tf2onnx")),
+        unavailable=requires_extra(("onnxruntime", "tf2onnx"), "peers"),
         lossless_tolerance=1e-3,
         default=False,
         group="peers",
@@ -138,7 +126,7 @@ register(
         load=_load("onnxruntime-int8"),
         derives_from="onnxruntime-fp32",
         cache_key=lambda ctx: (_versions("onnxruntime"), ctx.calibration_key()),
-        unavailable=_unavailable(("onnxruntime", "tf2onnx")),
+        unavailable=requires_extra(("onnxruntime", "tf2onnx"), "peers"),
         default=False,
         group="peers",
     )

@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from qbench.backends import register
-from qbench.backends.base import Runner, Variant, missing_extra
+from qbench.backends.base import Runner, Variant, requires_extra
 from qbench.errors import QBenchError
+from qbench.fingerprint import installed_versions
 
-
-def _unavailable(modules=("openvino",)):
-    return lambda: missing_extra(modules, "peers")
+# Both peers run their float parts in f32, like every other variant (see above).
+PRECISION = "f32"
 
 
 def _save_ir(model, out: Path) -> None:
@@ -97,15 +97,13 @@ def build_int8(ctx, out: Path) -> dict:
 class OpenVINORunner(Runner):
     """A compiled OpenVINO model on the CPU, one infer request, ``INFERENCE_NUM_THREADS`` = threads."""
 
-    def __init__(self, path: Path, variant: str, threads: int | None, precision: str | None):
+    def __init__(self, path: Path, variant: str, threads: int | None):
         import openvino as ov
 
         self.variant = variant
-        config = {"PERFORMANCE_HINT": "LATENCY"}
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        if precision:
-            config["INFERENCE_PRECISION_HINT"] = precision
         try:
             self.compiled = ov.Core().compile_model(read_ir(path), "CPU", config)
         except RuntimeError as exc:
@@ -117,13 +115,10 @@ class OpenVINORunner(Runner):
         self.request.infer({0: prepared}, share_inputs=True)
         return self.request.get_output_tensor(0).data.copy()
 
-    def threads_setting(self) -> int:
-        return int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
 
-
-def _load(name: str, precision: str | None):
+def _load(name: str):
     def load(path, meta, threads, **_):
-        return OpenVINORunner(Path(path), name, threads, precision)
+        return OpenVINORunner(Path(path), name, threads)
 
     return load
 
@@ -134,10 +129,10 @@ register(
         description="peer: OpenVINO CPU runtime, the tflite-fp32 model converted by `openvino.convert_model`, f32 precision",
         suffix=".ovzip",
         build=build_fp32,
-        load=_load("openvino-fp32", "f32"),
+        load=_load("openvino-fp32"),
         derives_from="tflite-fp32",
-        cache_key=lambda _ctx: ("openvino", version("openvino")) if not _unavailable()() else (),
-        unavailable=_unavailable(),
+        cache_key=lambda _ctx: tuple(installed_versions(("openvino",)).items()),
+        unavailable=requires_extra(("openvino",), "peers"),
         lossless_tolerance=1e-3,
         default=False,
         group="peers",
@@ -149,13 +144,14 @@ register(
         description="peer: OpenVINO CPU runtime, NNCF post-training int8 quantization on the train-split calibration samples",
         suffix=".ovzip",
         build=build_int8,
-        load=_load("openvino-int8", "f32"),
+        load=_load("openvino-int8"),
         derives_from="openvino-fp32",
         cache_key=lambda ctx: (
-            ("nncf", version("nncf"), "mixed", "full-bias") if not _unavailable(("nncf",))() else (),
+            tuple(installed_versions(("nncf",)).items()),
+            ("mixed", "full-bias"),
             ctx.calibration_key(),
         ),
-        unavailable=_unavailable(("openvino", "nncf")),
+        unavailable=requires_extra(("openvino", "nncf"), "peers"),
         default=False,
         group="peers",
     )
