@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -76,6 +77,7 @@ class QBenchSession:
         self.progress: Progress = progress or (lambda m: None)
         self._dataset: Dataset | None = None
         self._model_info = None
+        self._inputs_file: tuple[str, int] | None = None
         self._builder = None
         self._artifacts: dict = {}
         self._runners: dict = {}
@@ -184,13 +186,23 @@ class QBenchSession:
         return runner
 
     def worker_inputs(self) -> dict:
-        """What a worker needs to load the session's test split itself (``start_remote_runner``)."""
-        return {
-            "settings": self.settings,
-            "image_size": self.dataset.image_size,
-            "preprocess": self.model_info.preprocess,
-            "fingerprint": self.dataset.fingerprint(),
-        }
+        """Where a worker reads the session's test images (``start_remote_runner``).
+
+        One ``.npy`` of the uint8 test split in the build dir, named by the
+        dataset's fingerprint and written atomically once, so every worker
+        reads the same images without loading the dataset again.
+        """
+        if self._inputs_file is None:
+            from qbench.fsutil import atomic_path
+
+            images, _ = self.dataset.test()
+            path = Path(self.settings.build_dir) / "inputs" / f"test-{self.dataset.fingerprint()[:20]}.npy"
+            if not path.is_file():
+                with atomic_path(path) as tmp:
+                    np.save(tmp, np.ascontiguousarray(images), allow_pickle=False)
+            self._inputs_file = (str(path), len(images))
+        path, count = self._inputs_file
+        return {"path": path, "count": count, "preprocess": self.model_info.preprocess}
 
     def runner(self, variant: str, **options):
         """The variant loaded and ready (in its worker when isolated); ``options`` go to ``Variant.load``."""

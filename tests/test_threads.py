@@ -33,7 +33,7 @@ def session(tmp_path_factory):
     settings = make_settings(
         model_path=str(model), build_dir=str(workdir / "build"), calibration_samples=20, variants="all,peers"
     )
-    s = QBenchSession(settings, isolate=True)
+    s = QBenchSession(settings, isolate=False)  # builds in this process (TensorFlow is loaded already); each measurement starts its own worker
     yield s
     s.close()
 
