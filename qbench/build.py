@@ -49,10 +49,25 @@ class VariantBuilder:
         self.progress = progress
         self.dir = settings.build_dir / "variants" / model_info.key
         self._model = None
+        self._calibration: np.ndarray | None = None  # None: the session's stratified sample
+
+    def calibrated(self, indices: np.ndarray, subdir: str = "calibration") -> VariantBuilder:
+        """A builder whose variants calibrate on ``indices`` (train-split images) instead of the
+        session's calibration sample, caching into ``subdir`` (the calibration study's models)."""
+        other = VariantBuilder(self.model_info, self.dataset, self.settings, self.progress)
+        other.dir = self.dir / subdir
+        other._model = self._model
+        other._calibration = np.sort(np.asarray(indices, dtype=np.int64))
+        return other
 
     # -- what a Variant.build may ask for -----------------------------------
+    def calibration_indices(self) -> np.ndarray:
+        if self._calibration is not None:
+            return self._calibration
+        return self.dataset.calibration_indices(self.settings.n_calibration, self.settings.seed + 1)
+
     def calibration_key(self) -> str:
-        idx = self.dataset.calibration_indices(self.settings.n_calibration, self.settings.seed + 1)
+        idx = self.calibration_indices()
         return stable_hash(
             "calib", self.dataset.fingerprint(), idx.astype(np.int64).tobytes(), self.model_info.preprocess, version("tensorflow")
         )
@@ -60,8 +75,17 @@ class VariantBuilder:
     def calibration_inputs(self) -> np.ndarray:
         from qbench.datasets import to_model_input
 
-        images = self.dataset.calibration_images(self.settings.n_calibration, self.settings.seed + 1)
-        return to_model_input(images, self.model_info.preprocess)
+        return to_model_input(self.dataset.images[self.calibration_indices()], self.model_info.preprocess)
+
+    def train_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole train split as model input and labels (for variants that fine-tune, e.g. QAT)."""
+        from qbench.datasets import to_model_input
+
+        images, labels = self.dataset.train()
+        return to_model_input(images, self.model_info.preprocess), labels
+
+    def train_key(self) -> str:
+        return stable_hash("train", self.dataset.fingerprint(), self.model_info.preprocess, self.settings.seed)
 
     def keras_model(self):
         if self._model is None:

@@ -34,6 +34,9 @@ class Profile:
     max_train: int | None = None
     max_test: int | None = None
     agreement_examples: int = 25
+    # the calibration study's sweep (fractions of the train split), after the dl-in-iot quantization lab
+    calibration_fractions: tuple[float, ...] = (0.01, 0.08, 0.3, 0.8)
+    qat_epochs: int = 2  # quantization-aware fine-tuning of tflite-int8-qat
 
 
 PROFILES = {
@@ -61,8 +64,26 @@ PROFILES = {
         max_train=600,
         max_test=150,
         agreement_examples=8,
+        calibration_fractions=(0.05, 0.5),
+        qat_epochs=1,
     ),
 }
+
+
+def parse_fractions(text: str | None) -> tuple[float, ...] | None:
+    """``"0.01,0.3"`` -> (0.01, 0.3); ``none`` (or empty) turns the calibration study off; ``None``: the profile's."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise QBenchError(f"--qbench-calibration-fractions takes comma-separated numbers or 'none', got {text!r}") from None
+    bad = [v for v in values if not 0.0 < v <= 1.0]
+    if bad:
+        raise QBenchError(f"--qbench-calibration-fractions must lie in (0, 1], got {', '.join(map(str, bad))}")
+    return tuple(sorted(set(values)))
 
 
 @dataclass(frozen=True)
@@ -84,11 +105,17 @@ class Settings:
     threads: int = field(
         default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
+    calibration_fractions: tuple[float, ...] | None = None
     options: dict = field(default_factory=dict, compare=False, repr=False)  # as given to make_settings
 
     @property
     def n_calibration(self) -> int:
         return self.calibration_samples if self.calibration_samples is not None else self.profile.calibration_samples
+
+    @property
+    def study_fractions(self) -> tuple[float, ...]:
+        """The calibration study's fractions (empty: no study)."""
+        return self.profile.calibration_fractions if self.calibration_fractions is None else self.calibration_fractions
 
     @property
     def accuracy_floor(self) -> float:
@@ -174,6 +201,13 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
         "threads every runtime gets: LiteRT num_threads, TVM_NUM_THREADS/num-cores, TensorFlow intra/inter-op, "
         "ONNX Runtime intra-op, OpenVINO INFERENCE_NUM_THREADS (default: the usable cores)",
     ),
+    (
+        "calibration-fractions",
+        str,
+        None,
+        "the calibration study's fractions of the train split, comma-separated, or none "
+        "(default: 0.01,0.08,0.3,0.8; smoke profile 0.05,0.5); a one-class calibration and a balanced one of its size are added",
+    ),
 ]
 
 
@@ -224,6 +258,7 @@ def make_settings(
     min_accuracy: float | None = None,
     max_drop: float | None = None,
     threads: int | None = None,
+    calibration_fractions: str | None = None,
 ) -> Settings:
     """Validate user options; every problem becomes one :class:`QBenchError` sentence."""
     if dataset not in DATASETS:
@@ -257,6 +292,7 @@ def make_settings(
             raise QBenchError(f"{name} must be between 0 and 1, got {value}")
     if threads is not None and threads < 1:
         raise QBenchError(f"--qbench-threads must be at least 1, got {threads}")
+    fractions = parse_fractions(calibration_fractions)
     options = dict(
         dataset=dataset,
         dataset_root=dataset_root,
@@ -273,6 +309,7 @@ def make_settings(
         min_accuracy=min_accuracy,
         max_drop=max_drop,
         **({"threads": int(threads)} if threads is not None else {}),
+        calibration_fractions=calibration_fractions,
     )
     return Settings(
         options=options,
@@ -291,4 +328,5 @@ def make_settings(
         min_accuracy=min_accuracy,
         max_drop=max_drop,
         **({"threads": int(threads)} if threads is not None else {}),
+        calibration_fractions=fractions,
     )

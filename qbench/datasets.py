@@ -90,9 +90,6 @@ class Dataset:
         picked = _stratified_pick(labels, n, rng)
         return np.sort(self.train_idx[picked])
 
-    def calibration_images(self, n: int, seed: int | None = None) -> np.ndarray:
-        return self.images[self.calibration_indices(n, seed)]
-
     def subset(self, max_train: int | None, max_test: int | None) -> Dataset:
         """Stratified subsample of both splits (used by the small ``smoke`` profile)."""
         rng = np.random.default_rng(self.seed + 2)

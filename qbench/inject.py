@@ -52,13 +52,16 @@ def parse_assignments(items, option: str, low: float, high: float, known: tuple[
     return out
 
 
-def stretch_call(fn, factor: float):
-    """``fn`` made ``factor`` times slower by busy-waiting after each call (exact at any call length)."""
+def stretch_call(fn, factor: float, clock=None):
+    """``fn`` made ``factor`` times slower by busy-waiting after each call (exact at any call length).
+
+    ``clock`` defaults to ``time.perf_counter`` (a test passes a fake one).
+    """
     if factor == 1.0:
         return fn
     import time
 
-    clock = time.perf_counter
+    clock = clock or time.perf_counter
 
     def slowed(*args):
         t0 = clock()

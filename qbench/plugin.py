@@ -279,6 +279,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(line)
     for note in notes:
         terminalreporter.write_line(note)
+    from qbench.report import study_sections
+
+    for line in study_sections(session.calibration_rows, session.layer_error_rows).splitlines():
+        terminalreporter.write_line(line)
     for error in session.failures.values():
         terminalreporter.write_line(f"qbench: {error}", red=True)
     from qbench.gate_report import gate_summary_lines, write_gate_json
@@ -290,8 +294,41 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         write_gate_json(session, gate_lines[-1][0], config.stash[MACHINE_KEY])
     try:
         names = session.dataset.class_names if session._dataset is not None else None
-        md, js = write_reports(rows, session.environment(), session.settings.reports, notes, session.references, names, floor)
+        md, js = write_reports(
+            rows,
+            session.environment(),
+            session.settings.reports,
+            notes,
+            session.references,
+            names,
+            floor,
+            session.calibration_rows,
+            session.layer_error_rows,
+        )
+        page = write_page(session, rows, notes, names)
     except OSError as exc:
         terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
         return
-    terminalreporter.write_line(f"speed boost/size reduction relative to native; report written to {md} and {js}")
+    terminalreporter.write_line(f"speed boost/size reduction relative to native; report written to {page}, {md} and {js}")
+
+
+def write_page(session, rows: list[dict], notes: list[str], class_names):
+    """index.html and its PNGs (:mod:`qbench.html_report`) from what this run measured."""
+    from qbench import backends
+    from qbench.html_report import write_html_report
+
+    native = session.results.get(backends.reference_name())
+    dataset = session.dataset if session._dataset is not None else None
+    title = "qbench report" + (f": {dataset.name}, {dataset.image_size}x{dataset.image_size}" if dataset else "")
+    return write_html_report(
+        session.settings.reports,
+        rows,
+        title=title,
+        notes=notes,
+        environment=session.environment(),
+        latency_samples_ms={k: v * 1e3 for k, v in session.campaign_samples().items()},
+        calibration=session.calibration_rows,
+        reference_accuracy=native.accuracy if native is not None else None,
+        layer_errors=session.layer_error_rows,
+        class_names=class_names,
+    )

@@ -24,7 +24,9 @@ from qbench.errors import QBenchError
 Progress = Callable[[str], None]
 
 
-def prepare_in_subprocess(settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = ()) -> None:
+def prepare_in_subprocess(
+    settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = (), calibration_study: bool = False
+) -> None:
     """Build the model and ``variants`` in a child; relay progress; raise on failure.
 
     A variant that fails to build raises a non-fatal :class:`QBenchError`
@@ -39,6 +41,8 @@ def prepare_in_subprocess(settings, dataset_fingerprint: str, progress: Progress
     cmd += ["--variants", ",".join(variants) if variants else "none"]
     for origin in backends.origins(variants):
         cmd += ["--import-origin", origin]
+    if calibration_study:
+        cmd.append("--calibration-study")
     error = failed = None
     current = None
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
@@ -82,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     add_options(parser.add_argument, "--")
     parser.add_argument("--expect-fingerprint", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--import-origin", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--calibration-study",
+        action="store_true",
+        help="also build the calibration study's int8 models (qbench.calibration_study)",
+    )
     args = parser.parse_args(argv)
     child = args.expect_fingerprint is not None
 
@@ -119,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"@failed {message}" if child else f"qbench: {message}", flush=True)
                 if child:
                     return 3
+        if args.calibration_study:
+            from qbench import calibration_study as study
+
+            if child:
+                print(f"@variant {study.STUDY_VARIANT}", flush=True)
+            sets = study.calibration_sets(dataset, settings.study_fractions, settings.seed)
+            study.build_models(builder, sets, progress)
     except QBenchError as exc:
         print(f"@error {exc}" if child else f"qbench: {exc}", flush=True)
         return 3

@@ -159,6 +159,19 @@ def render_confusion(matrix: list[list[int]], class_names: list[str] | None = No
     return "\n".join(lines) + "\n"
 
 
+def study_sections(calibration: list[dict] | None, layer_errors: dict[str, list[dict]] | None) -> str:
+    """The calibration study's table and each variant's worst layers, as Markdown sections."""
+    from qbench import calibration_study, layer_error
+
+    out = ""
+    if calibration:
+        out += "## Calibration study\n\n" + calibration_study.render_markdown(calibration) + "\n"
+    if layer_errors:
+        out += "## Per-layer quantization error (lowest SNR first)\n\n"
+        out += "".join(layer_error.render_markdown(v, rows) + "\n" for v, rows in layer_errors.items())
+    return out
+
+
 def write_reports(
     rows: list[dict],
     environment: dict,
@@ -167,6 +180,8 @@ def write_reports(
     references: dict | None = None,
     class_names: list[str] | None = None,
     harness_floor: dict | None = None,
+    calibration: list[dict] | None = None,
+    layer_errors: dict[str, list[dict]] | None = None,
 ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
@@ -189,11 +204,20 @@ def write_reports(
         "input already in its dtype, raw output, timed inside the same calls.  Intervals are 95 % "
         "block-bootstrap intervals over the interleaved rounds (speed boosts paired round by round).\n\n"
         + "".join(f"{note}\n\n" for note in notes)
+        + study_sections(calibration, layer_errors)
         + "## Environment\n\n"
         + env_lines
         + confusion,
     )
     atomic_write_json(
-        js, {"rows": rows, "environment": environment, "references": references or {}, "harness_floor": harness_floor}
+        js,
+        {
+            "rows": rows,
+            "environment": environment,
+            "references": references or {},
+            "harness_floor": harness_floor,
+            "calibration_study": calibration or [],
+            "layer_errors": layer_errors or {},
+        },
     )
     return md, js

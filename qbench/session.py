@@ -78,6 +78,8 @@ class QBenchSession:
         self._dataset: Dataset | None = None
         self._model_info = None
         self._inputs_file: tuple[str, int] | None = None
+        self.calibration_rows: list[dict] | None = None  # the calibration study, once run
+        self.layer_error_rows: dict[str, list[dict]] = {}  # variant -> qbench.layer_error rows
         self._builder = None
         self._artifacts: dict = {}
         self._runners: dict = {}
@@ -175,15 +177,22 @@ class QBenchSession:
         art = self.artifact(variant)
         return self._start(variant, art.path, art.meta, options)
 
-    def _start(self, variant: str, path, meta: dict, options: dict):
+    def _start(self, variant: str, path, meta: dict, options: dict, track: bool = True):
+        """Load an artifact (in a worker when isolated); with ``track``, a crash marks ``variant`` failed."""
         if not self.isolate:
             return backends.get(variant).load(path, meta, self.settings.threads, **options)
         from qbench.isolation import start_remote_runner
 
         runner = start_remote_runner(variant, path, meta, self.settings.threads, options, self.worker_inputs())
-        if not options:  # a crash in any later step marks the variant failed
+        if track and not options:  # a crash in any later step marks the variant failed
             runner.worker.on_crash = lambda crash: self._fail(variant, crash)
         return runner
+
+    def _test_scores(self, runner) -> np.ndarray:
+        if self.isolate:
+            with runner.during("accuracy"):
+                return runner.evaluate()
+        return runner.predict_many(self.test_inputs()[0])
 
     def worker_inputs(self) -> dict:
         """Where a worker reads the session's test images (``start_remote_runner``).
@@ -237,11 +246,7 @@ class QBenchSession:
             _, y = self.dataset.test()
             t0 = time.perf_counter()
             try:
-                if self.isolate:
-                    with runner.during("accuracy"):
-                        scores = runner.evaluate()
-                else:
-                    scores = runner.predict_many(self.test_inputs()[0])
+                scores = self._test_scores(runner)
             except QBenchError as exc:
                 raise self._fail(variant, exc) from None
             seconds = time.perf_counter() - t0
@@ -257,6 +262,63 @@ class QBenchSession:
             res.accuracy, res.metrics = ev.accuracy, metrics
             self.progress(f"{variant}: accuracy {ev.accuracy:.4f} on {len(y)} test images ({seconds:.1f}s)")
         return self._evaluations[variant]
+
+    # ---------------------------------------------------- calibration study
+    def calibration_sets(self):
+        from qbench.calibration_study import calibration_sets
+
+        return calibration_sets(self.dataset, self.settings.study_fractions, self.settings.seed)
+
+    def calibration_study(self) -> list[dict]:
+        """The study's rows (:mod:`qbench.calibration_study`): each calibration set's model built
+        (in a child when isolated), evaluated in a worker of its own, compared with ``native``."""
+        if self.calibration_rows is None:
+            from qbench import calibration_study as study
+
+            self.check_variant(study.STUDY_VARIANT)
+            sets = self.calibration_sets()
+            missing = [c for c in sets if not self.builder.calibrated(c.indices).path_for(study.STUDY_VARIANT).is_file()]
+            if self.isolate and missing:
+                from qbench.prepare import prepare_in_subprocess
+
+                prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress, calibration_study=True)
+            artifacts = study.build_models(self.builder, sets, self.progress if not self.isolate else lambda _m: None)
+            _, y = self.dataset.test()
+            accuracies = []
+            for cset, art in zip(sets, artifacts, strict=True):
+                runner = self._start(study.STUDY_VARIANT, art.path, art.meta, {}, track=False)
+                try:
+                    scores = self._test_scores(runner)
+                finally:
+                    if self.isolate:
+                        runner.close()
+                accuracies.append(float(np.mean(np.argmax(scores, axis=1) == y)))
+                self.progress(f"calibration study: {cset.label}, {cset.samples} samples: accuracy {accuracies[-1]:.4f}")
+            native = backends.reference_name()
+            reference = self.evaluation(native).accuracy if native in self.settings.variants else None
+            self.calibration_rows = study.study_rows(sets, artifacts, accuracies, reference)
+        return self.calibration_rows
+
+    # ------------------------------------------------------ per-layer error
+    def _built(self, variant: str):
+        """``variant``'s artifact whether or not it is selected (built in a child when isolated)."""
+        if self.isolate and not self.builder.path_for(variant).is_file():
+            from qbench.prepare import prepare_in_subprocess
+
+            prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress, (variant,))
+        return self.builder.build(variant)
+
+    def layer_errors(self, variant: str) -> list[dict]:
+        """Each activation of ``variant`` (a full-integer ``.tflite``) against ``tflite-fp32``'s, on the
+        first test images (:mod:`qbench.layer_error`); LiteRT without delegates, one thread."""
+        if variant not in self.layer_error_rows:
+            from qbench.layer_error import FLOAT_VARIANT, IMAGES, layer_errors
+
+            quantized = self.artifact(variant)
+            reference = self._built(FLOAT_VARIANT)
+            self.progress(f"per-layer error: {variant} against {FLOAT_VARIANT} on {IMAGES} test images")
+            self.layer_error_rows[variant] = layer_errors(reference.path, quantized.path, self.test_inputs()[0][:IMAGES])
+        return self.layer_error_rows[variant]
 
     # ------------------------------------------------------------- latency
     def _timer(self, variant: str, method: str = "phases", runner=None):
@@ -370,6 +432,15 @@ class QBenchSession:
         return {
             name: block_sketches(phase_blocks(blocks, "end_to_end")) for name, blocks in campaign.items() if name != HARNESS_FLOOR
         }
+
+    def campaign_samples(self, phase: str = "end_to_end") -> dict[str, np.ndarray]:
+        """Every per-call time (seconds) of each variant in the latest campaign: the report's distributions."""
+        from qbench.latency import phase_blocks
+
+        if not self._latency_blocks:
+            return {}
+        campaign = self._latency_blocks[-1]
+        return {name: np.concatenate(phase_blocks(b, phase)) for name, b in campaign.items() if name != HARNESS_FLOOR}
 
     def same_run_ratios(self) -> dict[str, float]:
         """Each variant's gated percentile over the reference's, from the latest campaign (if one ran).

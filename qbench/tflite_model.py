@@ -93,6 +93,20 @@ def weight_tensors(buf: bytes) -> list[WeightTensor]:
     return out
 
 
+def op_outputs(buf: bytes) -> list[tuple[int, str, str]]:
+    """(tensor index, tensor name, op name) of every operator output in the main graph, in execution order:
+    the activations (weights and biases are constants, never an op's output)."""
+    model = parse_model(buf)
+    graph = model.Subgraphs(0)
+    out = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        for j in range(op.OutputsLength()):
+            index = int(op.Outputs(j))
+            out.append((index, graph.Tensors(index).Name().decode(), _opname(model, op)))
+    return out
+
+
 def softmax_input_scales(buf: bytes) -> list[tuple[float, float]]:
     """(beta, input scale) of every quantized SOFTMAX op (what LiteRT's reference kernel checks)."""
     import tflite

@@ -37,6 +37,8 @@ def test_unknown_variant_is_one_clear_sentence():
         ({"min_accuracy": 2.0}, "--qbench-min-accuracy must be between 0 and 1"),
         ({"calibration_samples": 0}, "must be positive"),
         ({"model_path": "/nonexistent/model.keras"}, "does not exist"),
+        ({"calibration_fractions": "0.1,1.5"}, r"must lie in \(0, 1\], got 1.5"),
+        ({"calibration_fractions": "a tenth"}, "takes comma-separated numbers or 'none'"),
     ],
 )
 def test_bad_options(kwargs, message):
@@ -76,13 +78,20 @@ def test_settings_survive_the_trip_to_the_prepare_process(tmp_path):
     original = make_settings(
         model_path=str(model), preprocess="symmetric", profile="smoke", variants="native,tflite-int8",
         build_dir=str(tmp_path / "b"), seed=7, test_fraction=0.3, calibration_samples=50, max_drop=0.05, threads=1,
+        calibration_fractions="0.5,0.02",
     )  # fmt: skip
     parser = argparse.ArgumentParser()
     for name, type_, default, _ in OPTIONS:
         parser.add_argument(f"--{name}", type=type_, default=default)
     args = parser.parse_args(settings_to_argv(original))
     again = settings_from_options(lambda n: getattr(args, n.replace("-", "_")))
-    assert again == original and again.threads == 1
+    assert again == original and again.threads == 1 and again.study_fractions == (0.02, 0.5)
+
+
+def test_calibration_fractions_default_to_the_profile_and_none_turns_the_study_off():
+    assert make_settings().study_fractions == (0.01, 0.08, 0.3, 0.8)
+    assert make_settings(profile="smoke").study_fractions == (0.05, 0.5)
+    assert make_settings(calibration_fractions="none").study_fractions == ()
 
 
 def test_prepare_command_reports_bad_input_in_one_line():

@@ -139,3 +139,18 @@ def test_pet_bad_list_lines(tmp_path):
     lst.write_text("# only comments\n")
     with pytest.raises(QBenchError, match="lists no images"):
         load_pet_dataset(root, image_size=32)
+
+
+def test_calibration_study_sets_are_train_only_and_one_class_is_one_class():
+    from qbench.calibration_study import calibration_sets
+
+    ds = load_digits_dataset(32)
+    sets = calibration_sets(ds, (0.01, 0.5), seed=0)
+    assert [s.kind for s in sets] == ["fraction", "fraction", "one-class", "balanced"]
+    train = set(ds.train_idx.tolist())
+    for s in sets:
+        assert set(s.indices.tolist()) <= train
+    assert [s.samples for s in sets[:2]] == [round(0.01 * len(train)), round(0.5 * len(train))]
+    one, balanced = sets[2], sets[3]
+    assert len(set(ds.labels[one.indices])) == 1 and balanced.samples == one.samples
+    assert len(set(ds.labels[balanced.indices])) == ds.num_classes

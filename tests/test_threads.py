@@ -33,7 +33,8 @@ def session(tmp_path_factory):
     settings = make_settings(
         model_path=str(model), build_dir=str(workdir / "build"), calibration_samples=20, variants="all,peers"
     )
-    s = QBenchSession(settings, isolate=False)  # builds in this process (TensorFlow is loaded already); each measurement starts its own worker
+    # builds in this process (TensorFlow is loaded already); each measurement starts a worker of its own
+    s = QBenchSession(settings, isolate=False)
     yield s
     s.close()
 
@@ -59,8 +60,8 @@ TVM_SERIAL = pytest.mark.xfail(
 
 def _timed_variants():
     for name in backends.names():
-        if name == "tflite-fp16":
-            continue  # the same interpreter and XNNPACK delegate as tflite-fp32
+        if name.startswith("tflite-") and name not in ("tflite-fp32", "tflite-int8"):
+            continue  # the same LiteRT interpreter and options as those two
         if backends.get(name).default or name.startswith(("openvino", "onnxruntime")):
             yield pytest.param(name, marks=TVM_SERIAL) if name.startswith("tvm") else name
 

@@ -165,10 +165,10 @@ def test_parse_model_rejects_garbage():
 
 
 def test_int8_conversion_needs_calibration_data():
-    from qbench.backends.tflite import convert_tflite_int8
+    from qbench.backends.tflite import convert_tflite_integer
 
     with pytest.raises(QBenchError, match="no calibration samples"):
-        convert_tflite_int8(tiny_model(), np.zeros((0, SIZE, SIZE, 3), np.float32))
+        convert_tflite_integer(tiny_model(), np.zeros((0, SIZE, SIZE, 3), np.float32))
 
 
 def test_weight_tensors_of_int8_model(session):

@@ -23,6 +23,7 @@ __all__ = ["REFERENCE_MODEL", "Runner", "Variant", "register", "unregister", "ge
 BUILTIN_BACKENDS = (
     "qbench.backends.keras",
     "qbench.backends.tflite",
+    "qbench.backends.tflite_qat",
     "qbench.backends.tvm",
     "qbench.backends.openvino_runtime",
     "qbench.backends.onnx_runtime",

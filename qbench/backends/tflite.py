@@ -2,8 +2,12 @@
 
 * ``tflite-fp32``  - no optimizations
 * ``tflite-fp16``  - float16 weights (``target_spec.supported_types = [tf.float16]``), float32 compute and I/O
+* ``tflite-dynamic`` - dynamic-range quantization: int8 weights, float activations and I/O
+                      (no calibration: activations are quantized on the fly per call)
 * ``tflite-int8``  - full-integer post-training quantization (int8 kernels, int8 input and
                      output), calibrated on train-split samples only
+* ``tflite-int16x8`` - the same with 16-bit activations and 8-bit weights (int16 input and
+                       output, symmetric activations), TFLite's accuracy-first integer mode
 """
 
 from __future__ import annotations
@@ -55,25 +59,43 @@ def convert_tflite_fp16(model) -> bytes:
         return converter.convert()
 
 
-def convert_tflite_int8(model, calibration: np.ndarray) -> bytes:
-    """Full-integer PTQ: int8 kernels only, int8 input and output tensors.
+def convert_tflite_dynamic(model) -> bytes:
+    """Dynamic range: ``Optimize.DEFAULT`` without a representative dataset quantizes the weights only."""
+    tf, converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with _silence_stdout():
+        return converter.convert()
 
-    ``calibration`` is float model input (already preprocessed) from the train split.
+
+# Full-integer schemes: activation type -> (converter op set name, input/output dtype name).
+FULL_INTEGER = {
+    "int8": ("TFLITE_BUILTINS_INT8", "int8"),
+    "int16": ("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8", "int16"),
+}
+
+
+def convert_tflite_integer(model, calibration: np.ndarray, activations: str = "int8") -> bytes:
+    """Full-integer PTQ: integer kernels only, integer input and output tensors.
+
+    ``calibration`` is float model input (already preprocessed) from the train
+    split.  ``activations`` is ``int8`` (TFLite's int8 scheme) or ``int16``
+    (16x8: int16 activations, int8 weights).
     """
     if len(calibration) == 0:
-        raise QBenchError("no calibration samples: cannot quantize to int8")
+        raise QBenchError(f"no calibration samples: cannot quantize to {activations}")
     calibration = np.asarray(calibration, dtype=np.float32)
 
     def representative_dataset():
         for sample in calibration:
             yield [sample[None, ...]]
 
+    ops, io_dtype = FULL_INTEGER[activations]
     tf, converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops)]
+    converter.inference_input_type = getattr(tf, io_dtype)
+    converter.inference_output_type = getattr(tf, io_dtype)
     with _silence_stdout():
         return converter.convert()
 
@@ -161,7 +183,7 @@ class LiteRTRunner(Runner):
         return self.invoke(np.ascontiguousarray(raw_input, dtype=self._in_dtype))
 
 
-def _load(name: str):
+def load_litert(name: str):
     def load(path, meta, threads, kernels: str = "default", **_):
         return LiteRTRunner(path, name, threads, kernels)
 
@@ -180,11 +202,14 @@ def _build_float(convert):
     return build
 
 
-def build_int8(ctx, out: Path) -> dict:
-    calib = ctx.calibration_inputs()
-    ctx.progress(f"calibrating int8 quantization on {len(calib)} train-split samples")
-    out.write_bytes(convert_tflite_int8(ctx.keras_model(), calib))
-    return {**tflite_io_params(out), "calibration_samples": int(len(calib)), "calibration_split": "train"}
+def _build_integer(activations: str):
+    def build(ctx, out: Path) -> dict:
+        calib = ctx.calibration_inputs()
+        ctx.progress(f"calibrating {activations} activations on {len(calib)} train-split samples")
+        out.write_bytes(convert_tflite_integer(ctx.keras_model(), calib, activations))
+        return {**tflite_io_params(out), "calibration_samples": int(len(calib)), "calibration_split": "train"}
+
+    return build
 
 
 register(
@@ -193,7 +218,7 @@ register(
         description="`TFLiteConverter`, no optimizations, run by the LiteRT interpreter",
         suffix=".tflite",
         build=_build_float(convert_tflite_fp32),
-        load=_load("tflite-fp32"),
+        load=load_litert("tflite-fp32"),
         cache_key=_tf_version,
         lossless_tolerance=1e-3,
     )
@@ -204,9 +229,19 @@ register(
         description="float16 weights (`target_spec.supported_types = [tf.float16]`), float32 compute and I/O",
         suffix=".tflite",
         build=_build_float(convert_tflite_fp16),
-        load=_load("tflite-fp16"),
+        load=load_litert("tflite-fp16"),
         cache_key=_tf_version,
         lossless_tolerance=5e-2,  # float16 weights: 2.1e-2 seen on the smoke model, predictions identical
+    )
+)
+register(
+    Variant(
+        name="tflite-dynamic",
+        description="dynamic-range quantization: int8 weights, float activations and I/O, no calibration",
+        suffix=".tflite",
+        build=_build_float(convert_tflite_dynamic),
+        load=load_litert("tflite-dynamic"),
+        cache_key=_tf_version,
     )
 )
 register(
@@ -216,8 +251,18 @@ register(
             "full-integer post-training quantization (int8 kernels, int8 input and output), calibrated on train-split images only"
         ),
         suffix=".tflite",
-        build=build_int8,
-        load=_load("tflite-int8"),
+        build=_build_integer("int8"),
+        load=load_litert("tflite-int8"),
+        cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
+    )
+)
+register(
+    Variant(
+        name="tflite-int16x8",
+        description="16x8 post-training quantization: int16 activations and I/O, int8 weights, same calibration",
+        suffix=".tflite",
+        build=_build_integer("int16"),
+        load=load_litert("tflite-int16x8"),
         cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
     )
 )

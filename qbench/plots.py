@@ -1,0 +1,173 @@
+"""The report's figures, drawn with matplotlib (Agg, no display) and written atomically as PNGs.
+
+Each function takes plain rows (what ``summary.json`` holds) and a target
+path, so a figure can be redrawn from a stored report without rerunning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qbench.fsutil import atomic_path
+from qbench.layer_error import layer_label
+
+DPI = 110
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _log_x(ax) -> None:
+    """Log x axis labelled in plain numbers, without the crowded minor labels."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _save(fig, out: Path) -> Path:
+    plt = _pyplot()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return Path(out)
+
+
+def accuracy_latency(rows: list[dict], out: Path) -> Path | None:
+    """Accuracy against end-to-end median latency (log scale), bubble area proportional to model size;
+    horizontal bars are the median's 95 % interval where the run has one."""
+    rows = [r for r in rows if r.get("accuracy") is not None and r.get("median_latency_ms")]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    sizes = np.array([(r.get("size_bytes") or 0) / 1024 for r in rows], dtype=float)
+    area = 60 + 1400 * sizes / max(sizes.max(), 1.0)
+    colors = plt.get_cmap("tab10")(np.arange(len(rows)) % 10)
+    for r, a, c, kib in zip(rows, area, colors, sizes, strict=True):
+        x, y = r["median_latency_ms"], r["accuracy"]
+        lo, hi = r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
+        if lo is not None and hi is not None:
+            ax.errorbar(x, y, xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], fmt="none", ecolor=c, elinewidth=1.5, capsize=3)
+        ax.scatter([x], [y], s=a, color=c, alpha=0.55, edgecolors="black", linewidths=0.6)
+        ax.annotate(f"{r['variant']}\n{kib:.0f} KiB", (x, y), xytext=(7, 7), textcoords="offset points", fontsize=8)
+    _log_x(ax)
+    ax.set_xlabel("end-to-end median latency per image [ms] (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs latency (bubble area: model size)")
+    ax.grid(True, which="both", alpha=0.3)
+    ys = [r["accuracy"] for r in rows]
+    pad = max(0.01, (max(ys) - min(ys)) * 0.25)
+    ax.set_ylim(min(ys) - pad, min(1.0, max(ys) + pad) + pad / 2)
+    return _save(fig, out)
+
+
+def confusion(matrix, class_names, title: str, out: Path) -> Path:
+    plt = _pyplot()
+    cm = np.asarray(matrix)
+    n = len(cm)
+    names = list(class_names) if class_names and len(class_names) == n else [str(i) for i in range(n)]
+    side = min(9.0, 2.5 + 0.32 * n)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if n <= 12:
+        threshold = cm.max() / 2 if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color="white" if cm[i, j] > threshold else "black"
+                )
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, names, rotation=90 if n > 12 else 0, fontsize=7 if n > 12 else 9)
+    ax.set_yticks(ticks, names, fontsize=7 if n > 12 else 9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return _save(fig, out)
+
+
+def latency_distributions(samples_ms: dict[str, np.ndarray], out: Path) -> Path | None:
+    """Every per-call end-to-end time of each variant on one (log) axis: box for the quartiles,
+    whiskers at the 1st and 99th percentiles, the dots beyond them."""
+    samples_ms = {k: np.asarray(v, dtype=float) for k, v in samples_ms.items() if len(v)}
+    if not samples_ms:
+        return None
+    plt = _pyplot()
+    names = list(samples_ms)
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(names) + 1.6))
+    ax.boxplot(
+        [samples_ms[n] for n in names],
+        orientation="horizontal",
+        whis=(1, 99),
+        showfliers=True,
+        flierprops={"markersize": 2, "alpha": 0.3},
+        medianprops={"color": "firebrick"},
+    )
+    ax.set_yticks(np.arange(1, len(names) + 1), [f"{n} ({len(samples_ms[n])} calls)" for n in names], fontsize=9)
+    ax.invert_yaxis()
+    _log_x(ax)
+    ax.set_xlabel("end-to-end latency per call [ms] (log scale)")
+    ax.set_title("Latency distributions (same interleaved rounds)")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    return _save(fig, out)
+
+
+def calibration_curve(rows: list[dict], reference_accuracy: float | None, out: Path) -> Path | None:
+    """int8 accuracy against the calibrated fraction of the train split, with the one-class and
+    same-size balanced sets as separate markers and the float model as a line."""
+    fractions = [r for r in rows if r["kind"] == "fraction"]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    if fractions:
+        xs = [r["samples"] for r in fractions]
+        ax.plot(xs, [r["accuracy"] for r in fractions], "o-", label="stratified fraction of train")
+        for r in fractions:
+            ax.annotate(
+                f"{r['fraction']:g}", (r["samples"], r["accuracy"]), xytext=(4, -12), textcoords="offset points", fontsize=8
+            )
+    for kind, marker, color in (("one-class", "X", "firebrick"), ("balanced", "D", "seagreen")):
+        for r in (r for r in rows if r["kind"] == kind):
+            ax.scatter([r["samples"]], [r["accuracy"]], marker=marker, s=80, color=color, label=r["label"], zorder=3)
+    if reference_accuracy is not None:
+        ax.axhline(reference_accuracy, color="gray", linestyle="--", label=f"native {reference_accuracy:.4f}")
+    _log_x(ax)
+    ax.set_xlabel("calibration images (log scale)")
+    ax.set_ylabel("int8 test accuracy")
+    ax.set_title("Calibration study (tflite-int8)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, out)
+
+
+def layer_snr(layers_by_variant: dict[str, list[dict]], out: Path, worst: int = 20) -> Path | None:
+    """Per-tensor SNR [dB] of each quantized variant's activations against the float model's,
+    the ``worst`` tensors of each variant (lowest SNR at the top)."""
+    layers_by_variant = {k: v for k, v in layers_by_variant.items() if v}
+    if not layers_by_variant:
+        return None
+    plt = _pyplot()
+    panels = len(layers_by_variant)
+    height = 0.26 * min(worst, max(len(v) for v in layers_by_variant.values())) + 1.4
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, height), squeeze=False)
+    for ax, (variant, layers) in zip(axes[0], layers_by_variant.items(), strict=True):
+        shown = sorted(layers, key=lambda r: r["snr_db"])[:worst]
+        labels = [layer_label(r["tensor"]) for r in shown]
+        ax.barh(np.arange(len(shown)), [r["snr_db"] for r in shown], color="steelblue")
+        ax.set_yticks(np.arange(len(shown)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("SNR [dB] (higher is better)")
+        ax.set_title(f"{variant}: {len(shown)} lowest of {len(layers)} tensors")
+        ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, out)
