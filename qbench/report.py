@@ -111,8 +111,8 @@ def render_markdown(rows: list[dict]) -> str:
     for r in rows:
         cells = [
             r["variant"],
-            _fmt(r["speed_boost"], ".2f") + _ci(r, "speed_boost_ci", ".1f"),
-            _fmt(r.get("invoke_speed_boost"), ".2f") + _ci(r, "invoke_speed_boost_ci", ".1f"),
+            _fmt(r["speed_boost"], ".2f") + _ci(r, "speed_boost_ci", ".3g"),
+            _fmt(r.get("invoke_speed_boost"), ".2f") + _ci(r, "invoke_speed_boost_ci", ".3g"),
             _fmt(r["accuracy"], ".4f"),
             _fmt(r["size_reduction"], ".2f"),
             _fmt(r["median_latency_ms"], ".3f") + _ci(r, "median", ".3f"),

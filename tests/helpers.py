@@ -10,7 +10,16 @@ from pathlib import Path
 from qbench.synthetic_pet import PET_BREEDS, PET_HEADER, make_pet_tree, pet_breeds  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_VARIANTS = ("native", "tflite-fp32", "tflite-fp16", "tflite-int8", "tvm-avx2-int8")
+DEFAULT_VARIANTS = (
+    "native",
+    "tflite-fp32",
+    "tflite-fp16",
+    "tflite-dynamic",
+    "tflite-int8",
+    "tflite-int16x8",
+    "tflite-int8-qat",
+    "tvm-avx2-int8",
+)
 
 
 def run_pytest(*args: str, cwd: Path = REPO, timeout: int = 1200, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -70,7 +70,7 @@ def test_end_to_end_smoke_run(smoke_run):
     assert proc.returncode == 0, out[-5000:] + proc.stderr[-3000:]
     # progress was shown while training
     assert "[qbench] training MobileNetV2" in out and "[qbench] epoch 8/8" in out
-    assert "calibrating int8 quantization on 32 train-split samples" in out
+    assert "calibrating int8 activations on 32 train-split samples" in out
     # the summary table, with every variant
     assert "qbench summary" in out
     for variant in DEFAULT_VARIANTS:
@@ -92,6 +92,11 @@ def test_end_to_end_smoke_run(smoke_run):
     assert "qbench gate: nothing to gate against" in out
     assert data["environment"]["calibration_split"] == "train"
     assert (build / "report" / "summary.md").read_text().startswith("# qbench summary")
+    # the page people look at, and its figures
+    assert (build / "report" / "index.html").stat().st_size > 10_000
+    figures = {p.name for p in (build / "report" / "figures").glob("*.png")}
+    assert {"accuracy_latency.png", "latency_distributions.png", "calibration.png", "layer_snr.png"} <= figures
+    assert {f"confusion_{v}.png" for v in DEFAULT_VARIANTS} <= figures
     # nothing half-written left in the cache
     assert not [p for p in build.rglob(".*") if p.is_file()]
 
