@@ -53,13 +53,12 @@ def accuracy_latency(rows: list[dict], out: Path) -> Path | None:
     sizes = np.array([(r.get("size_bytes") or 0) / 1024 for r in rows], dtype=float)
     area = 60 + 1400 * sizes / max(sizes.max(), 1.0)
     colors = plt.get_cmap("tab10")(np.arange(len(rows)) % 10)
-    for r, a, c, kib in zip(rows, area, colors, sizes, strict=True):
+    for r, a, c in zip(rows, area, colors, strict=True):
         x, y = r["median_latency_ms"], r["accuracy"]
         lo, hi = r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
         if lo is not None and hi is not None:
             ax.errorbar(x, y, xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], fmt="none", ecolor=c, elinewidth=1.5, capsize=3)
         ax.scatter([x], [y], s=a, color=c, alpha=0.55, edgecolors="black", linewidths=0.6)
-        ax.annotate(f"{r['variant']}\n{kib:.0f} KiB", (x, y), xytext=(7, 7), textcoords="offset points", fontsize=8)
     _log_x(ax)
     ax.set_xlabel("end-to-end median latency per image [ms] (log scale)")
     ax.set_ylabel("test accuracy")
@@ -68,7 +67,27 @@ def accuracy_latency(rows: list[dict], out: Path) -> Path | None:
     ys = [r["accuracy"] for r in rows]
     pad = max(0.01, (max(ys) - min(ys)) * 0.25)
     ax.set_ylim(min(ys) - pad, min(1.0, max(ys) + pad) + pad / 2)
+    _place_labels(
+        fig, ax, [(r["median_latency_ms"], r["accuracy"], f"{r['variant']}\n{kib:.0f} KiB") for r, kib in zip(rows, sizes)]
+    )
     return _save(fig, out)
+
+
+def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
+    """Label each point up and to the right, moving a label down past any it would overlap
+    (variants with the same accuracy and latency, fp32 and fp16, would print on top of each other)."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for x, y, text in sorted(points, key=lambda p: (-p[1], p[0])):
+        dy = 7.0
+        for _ in range(12):
+            label = ax.annotate(text, (x, y), xytext=(7, dy), textcoords="offset points", fontsize=8)
+            box = label.get_window_extent(renderer).expanded(1.02, 1.05)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+            dy -= box.height * 72.0 / fig.dpi + 1
+        placed.append(box)
 
 
 def confusion(matrix, class_names, title: str, out: Path) -> Path:
@@ -137,11 +156,13 @@ def calibration_curve(rows: list[dict], reference_accuracy: float | None, out: P
             ax.annotate(
                 f"{r['fraction']:g}", (r["samples"], r["accuracy"]), xytext=(4, -12), textcoords="offset points", fontsize=8
             )
-    for kind, marker, color in (("one-class", "X", "firebrick"), ("balanced", "D", "seagreen")):
+    # the one-class cross is drawn smaller and on top, so it stays visible when both score the same
+    for kind, marker, color, size, z in (("balanced", "D", "seagreen", 120, 3), ("one-class", "X", "firebrick", 60, 4)):
         for r in (r for r in rows if r["kind"] == kind):
-            ax.scatter([r["samples"]], [r["accuracy"]], marker=marker, s=80, color=color, label=r["label"], zorder=3)
+            ax.scatter([r["samples"]], [r["accuracy"]], marker=marker, s=size, color=color, label=r["label"], zorder=z)
     if reference_accuracy is not None:
         ax.axhline(reference_accuracy, color="gray", linestyle="--", label=f"native {reference_accuracy:.4f}")
+    ax.margins(x=0.08)
     _log_x(ax)
     ax.set_xlabel("calibration images (log scale)")
     ax.set_ylabel("int8 test accuracy")
@@ -159,12 +180,14 @@ def layer_snr(layers_by_variant: dict[str, list[dict]], out: Path, worst: int = 
         return None
     plt = _pyplot()
     panels = len(layers_by_variant)
-    height = 0.26 * min(worst, max(len(v) for v in layers_by_variant.values())) + 1.4
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, height), squeeze=False)
-    for ax, (variant, layers) in zip(axes[0], layers_by_variant.items(), strict=True):
+    height = 0.24 * min(worst, max(len(v) for v in layers_by_variant.values())) + 1.0
+    # stacked on one dB axis, so the variants compare at a glance
+    fig, axes = plt.subplots(panels, 1, figsize=(8, height * panels), squeeze=False, sharex=True, layout="constrained")
+    for ax, (variant, layers) in zip(axes[:, 0], layers_by_variant.items(), strict=True):
         shown = sorted(layers, key=lambda r: r["snr_db"])[:worst]
         labels = [layer_label(r["tensor"]) for r in shown]
-        ax.barh(np.arange(len(shown)), [r["snr_db"] for r in shown], color="steelblue")
+        bars = ax.barh(np.arange(len(shown)), [r["snr_db"] for r in shown], color="steelblue")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
         ax.set_yticks(np.arange(len(shown)), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("SNR [dB] (higher is better)")
