@@ -68,7 +68,9 @@ def accuracy_latency(rows: list[dict], out: Path) -> Path | None:
     pad = max(0.01, (max(ys) - min(ys)) * 0.25)
     ax.set_ylim(min(ys) - pad, min(1.0, max(ys) + pad) + pad / 2)
     _place_labels(
-        fig, ax, [(r["median_latency_ms"], r["accuracy"], f"{r['variant']}\n{kib:.0f} KiB") for r, kib in zip(rows, sizes)]
+        fig,
+        ax,
+        [(r["median_latency_ms"], r["accuracy"], f"{r['variant']}\n{kib:.0f} KiB") for r, kib in zip(rows, sizes, strict=True)],
     )
     return _save(fig, out)
 
