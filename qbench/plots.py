@@ -52,7 +52,8 @@ def accuracy_latency(rows: list[dict], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5.2))
     sizes = np.array([(r.get("size_bytes") or 0) / 1024 for r in rows], dtype=float)
     area = 60 + 1400 * sizes / max(sizes.max(), 1.0)
-    colors = plt.get_cmap("tab10")(np.arange(len(rows)) % 10)
+    palette = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    colors = palette(np.arange(len(rows)) % palette.N)
     for r, a, c in zip(rows, area, colors, strict=True):
         x, y = r["median_latency_ms"], r["accuracy"]
         lo, hi = r.get("median_ci_low_ms"), r.get("median_ci_high_ms")
@@ -76,20 +77,36 @@ def accuracy_latency(rows: list[dict], out: Path) -> Path | None:
 
 
 def _place_labels(fig, ax, points: list[tuple[float, float, str]]) -> None:
-    """Label each point up and to the right, moving a label down past any it would overlap
-    (variants with the same accuracy and latency, fp32 and fp16, would print on top of each other)."""
+    """Label each point beside it, at the first nearby spot that overlaps no other label and stays
+    inside the axes, with a leader line to its point (variants with the same accuracy and latency,
+    fp32 and fp16, would otherwise print on top of each other, and a moved label must still say whose it is)."""
+    fig.canvas.draw()  # settle the autoscaled limits first: the label boxes are measured in pixels
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
     renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    near = [(12, 8, "left"), (12, -26, "left"), (-12, 8, "right"), (-12, -26, "right")]
+    far = [
+        (side * 18, step * sign * 14, "left" if side > 0 else "right")
+        for step in range(2, 9)
+        for sign in (1, -1)
+        for side in (1, -1)
+    ]
     placed = []
     for x, y, text in sorted(points, key=lambda p: (-p[1], p[0])):
-        dy = 7.0
-        for _ in range(12):
-            label = ax.annotate(text, (x, y), xytext=(7, dy), textcoords="offset points", fontsize=8)
-            box = label.get_window_extent(renderer).expanded(1.02, 1.05)
-            if not any(box.overlaps(other) for other in placed):
-                break
+        spot, spot_box = near[0], None
+        for dx, dy, ha in near + far:
+            label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8, ha=ha)
+            box = label.get_window_extent(renderer).expanded(1.04, 1.08)  # the text alone, no leader line yet
             label.remove()
-            dy -= box.height * 72.0 / fig.dpi + 1
-        placed.append(box)
+            spot_box = spot_box or box  # nowhere free: the first spot, overlapping
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                spot, spot_box = (dx, dy, ha), box
+                break
+        arrow = {"arrowstyle": "-", "color": "0.35", "lw": 0.7, "shrinkA": 0, "shrinkB": 0}
+        ax.annotate(text, (x, y), xytext=spot[:2], textcoords="offset points", fontsize=8, ha=spot[2], arrowprops=arrow)
+        placed.append(spot_box)
 
 
 def confusion(matrix, class_names, title: str, out: Path) -> Path:
