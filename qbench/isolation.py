@@ -217,6 +217,7 @@ class RemoteRunner:
         self.input_shape = tuple(info["input_shape"])
         self.input_qparams = info["input_qparams"]
         self.output_qparams = info["output_qparams"]
+        self.score_step = info.get("score_step")
         self.step = "run"
 
     @contextlib.contextmanager

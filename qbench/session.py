@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,23 @@ class VariantResult:
     failure: str | None = None  # "crashed during accuracy (SIGABRT, signal 6)" and the like
 
 
+# The session and each build child resolve the model and dataset again; where they came from is said once.
+_SAY_ONCE = ("using the committed reference model", "using cached model", "using cached decoded Pet images")
+
+
+def _say_once(progress: Progress) -> Progress:
+    said: set[str] = set()
+
+    def say(message: str) -> None:
+        if message.startswith(_SAY_ONCE):
+            if message in said:
+                return
+            said.add(message)
+        progress(message)
+
+    return say
+
+
 class QBenchSession:
     """Lazily builds, loads and measures everything for one run."""
 
@@ -74,7 +91,7 @@ class QBenchSession:
         self.injections = injections or Injections()
         self.isolate = isolate
         self.announce_dataset = announce_dataset
-        self.progress: Progress = progress or (lambda m: None)
+        self.progress: Progress = _say_once(progress or (lambda m: None))
         self._dataset: Dataset | None = None
         self._model_info = None
         self._inputs_file: tuple[str, int] | None = None
@@ -161,11 +178,14 @@ class QBenchSession:
             if parent is not None and parent in self.failures:
                 raise self._fail(variant, QBenchError(f"{variant}: not built, because {parent} failed", fatal=False))
             try:
-                if self.isolate and not self.builder.path_for(variant).is_file():
+                built_by_child = self.isolate and not self.builder.path_for(variant).is_file()
+                if built_by_child:
                     from qbench.prepare import prepare_in_subprocess
 
                     prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress, (variant,))
-                self._artifacts[variant] = self.builder.build(variant)
+                artifact = self.builder.build(variant)
+                # built a moment ago by the child: a load failure is the variant's, not a stale cache's
+                self._artifacts[variant] = replace(artifact, cached=False) if built_by_child else artifact
             except QBenchError as exc:
                 if exc.fatal:
                     raise

@@ -3,6 +3,8 @@
 * ``crash-build``  - its build aborts (``os.abort()``)
 * ``crash-abort``  - its runner aborts on the first inference (the accuracy step)
 * ``crash-segv``   - accuracy passes (batch path), a single-image call segfaults (the latency step)
+* ``load-error``   - builds, then its runtime refuses the fresh artifact (as LiteRT refuses a
+  16x8 model whose depthwise quantization would overflow): a failure, not a stale cache to rebuild
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import numpy as np
 
 from qbench.backends import Variant, register
+from qbench.errors import QBenchError
 from tests.variant_kit import StubRunner, build_stub
 
 
@@ -33,13 +36,17 @@ class SegvOnSingleImage(StubRunner):
         ctypes.string_at(0)
 
 
-def _stub(name, runner_cls, build=build_stub, **kw):
+def _refuse(path, meta, threads, **_):
+    raise QBenchError(f"load-error: the runtime cannot load {path}: node 14 failed to prepare", fatal=False)
+
+
+def _stub(name, runner_cls, build=build_stub, load=None, **kw):
     return Variant(
         name=name,
         description=f"test-only: {runner_cls.__name__}",
         suffix=".json",
         build=build,
-        load=lambda path, meta, threads, **_: runner_cls(name, path),
+        load=load or (lambda path, meta, threads, **_: runner_cls(name, path)),
         **kw,
     )
 
@@ -47,3 +54,4 @@ def _stub(name, runner_cls, build=build_stub, **kw):
 register(_stub("crash-build", StubRunner, build=_abort_build))
 register(_stub("crash-abort", AbortRunner))
 register(_stub("crash-segv", SegvOnSingleImage))
+register(_stub("load-error", StubRunner, load=_refuse))

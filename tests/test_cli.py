@@ -71,6 +71,7 @@ def test_end_to_end_smoke_run(smoke_run):
     # progress was shown while training
     assert "[qbench] training MobileNetV2" in out and "[qbench] epoch 8/8" in out
     assert "calibrating int8 activations on 32 train-split samples" in out
+    assert out.count("[qbench] using cached model") <= 1, "each build child's model line relayed again"
     # the summary table, with every variant
     assert "qbench summary" in out
     for variant in DEFAULT_VARIANTS:

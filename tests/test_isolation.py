@@ -50,9 +50,12 @@ def test_native_crashes_fail_only_their_variant(crash_run):
         assert rows[variant]["status"] == "ok" and rows[variant]["median_latency_ms"] > 0, rows[variant]
     assert rows["crash-segv"]["status"] == "FAILED: crashed during latency (SIGSEGV, signal 11)"
     assert rows["crash-build"]["status"].startswith("FAILED: crashed during build (SIGABRT")
-    # only the crashed variants' tests failed
+    # a fresh artifact its runtime refuses is that variant's failure, said once, not a stale cache rebuilt
+    assert rows["load-error"]["status"].startswith("FAILED: load-error: the runtime cannot load"), rows["load-error"]
+    assert "artifact unusable" not in out and out.count("building load-error") == 1
+    # only the failing variants' tests failed
     failed = re.findall(r"^(?:FAILED|ERROR) \S+\[([^\]]+)\]", out, flags=re.M)
-    assert failed and set(failed) <= {"crash-build", "crash-abort", "crash-segv"}, failed
+    assert failed and set(failed) <= {"crash-build", "crash-abort", "crash-segv", "load-error"}, failed
 
 
 def test_latency_excludes_the_harness(smoke_run):

@@ -30,6 +30,8 @@ class Runner:
     input_shape: tuple[int, ...] = ()
     input_qparams: QParams | None = None
     output_qparams: QParams | None = None
+    # float scores quantized inside the graph (an ONNX QDQ softmax) lie on a grid of this step
+    score_step: float | None = None
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
@@ -85,6 +87,7 @@ class Runner:
             "input_shape": tuple(self.input_shape),
             "input_qparams": self.input_qparams,
             "output_qparams": self.output_qparams,
+            "score_step": self.score_step,
         }
 
     def close(self) -> None:

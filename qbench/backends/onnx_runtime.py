@@ -90,9 +90,24 @@ class ONNXRuntimeRunner(Runner):
         self._in = inp.name
         self._out = [self.session.get_outputs()[0].name]
         self.input_shape = (1, *(int(d) for d in inp.shape[1:]))
+        self.score_step = _output_grid_step(path, self._out[0])
 
     def invoke(self, prepared):
         return self.session.run(self._out, {self._in: prepared})[0]
+
+
+def _output_grid_step(path: Path, output: str) -> float | None:
+    """The scale of the DequantizeLinear that produces ``output`` (a QDQ model's quantized softmax), else None."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = next((n for n in graph.node if output in n.output), None)
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    scales = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name == producer.input[1]}
+    scale = scales.get(producer.input[1])
+    return float(scale.reshape(-1)[0]) if scale is not None and scale.size == 1 else None
 
 
 def _load(name: str):
