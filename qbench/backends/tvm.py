@@ -34,7 +34,7 @@ def cpu_has_avx2() -> bool:
         return True  # not Linux: let LLVM decide
 
 
-def compile_tvm(int8_tflite: bytes, out_so: Path, threads: int) -> dict:
+def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int) -> dict:
     """Relax TFLite frontend -> tvm.compile for AVX2 -> export_library(.so). Returns metadata."""
     import tflite
     import tvm
@@ -42,13 +42,11 @@ def compile_tvm(int8_tflite: bytes, out_so: Path, threads: int) -> dict:
 
     from qbench.tflite_model import parse_model
 
-    parse_model(int8_tflite, "int8 TFLite model")
+    parse_model(tflite_bytes, "TFLite model")
     try:
-        mod = tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(int8_tflite, 0))
+        mod = tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(tflite_bytes, 0))
     except Exception as exc:
-        raise QBenchError(
-            f"TVM's TFLite frontend rejected the int8 model: {type(exc).__name__}: {str(exc).strip()[:300]}"
-        ) from None
+        raise QBenchError(f"TVM's TFLite frontend rejected the model: {type(exc).__name__}: {str(exc).strip()[:300]}") from None
     target = tvm.target.Target(tvm_target_spec(threads))
     executable = tvm.compile(mod, target=target)
     executable.export_library(str(out_so))
@@ -56,11 +54,10 @@ def compile_tvm(int8_tflite: bytes, out_so: Path, threads: int) -> dict:
 
 
 class TVMRunner(Runner):
-    """Relax VM running the exported .so; quantization params from the sidecar JSON."""
+    """Relax VM running the exported .so; quantization params (if any) from the sidecar JSON."""
 
-    variant = "tvm-avx2-int8"
-
-    def __init__(self, so_path: Path, meta: dict | None = None, threads: int | None = None):
+    def __init__(self, so_path: Path, meta: dict | None = None, threads: int | None = None, variant: str = "tvm-avx2-int8"):
+        self.variant = variant
         if threads:
             os.environ["TVM_NUM_THREADS"] = str(int(threads))  # read when TVM's thread pool starts
         import tvm
@@ -72,13 +69,13 @@ class TVMRunner(Runner):
             try:
                 meta = json.loads(meta_path.read_text())
             except (OSError, ValueError) as exc:
-                raise QBenchError(f"tvm-avx2-int8: metadata {meta_path} missing or unreadable ({exc})") from None
+                raise QBenchError(f"{variant}: metadata {meta_path} missing or unreadable ({exc})") from None
         try:
             lib = tvm.runtime.load_module(str(so_path))
             self.vm = relax.VirtualMachine(lib, tvm.cpu())
             self._fn = self.vm["main"]
         except Exception as exc:
-            raise QBenchError(f"tvm-avx2-int8: cannot load {so_path}: {str(exc).strip().splitlines()[0][:200]}") from None
+            raise QBenchError(f"{variant}: cannot load {so_path}: {str(exc).strip().splitlines()[0][:200]}") from None
         self._tvm = tvm
         self._dev = tvm.cpu()
         inp, out = meta["input"], meta["output"]
@@ -102,31 +99,54 @@ class TVMRunner(Runner):
         return int(self._tvm.get_global_func("runtime.NumThreads")())
 
     def invoke_raw(self, raw_input: np.ndarray) -> np.ndarray:
-        """Run an already-quantized input (for int8 agreement tests)."""
+        """Run an input already in the model's dtype (quantized for int8 agreement tests)."""
         return self.invoke(self._tvm.runtime.tensor(np.ascontiguousarray(raw_input, dtype=self._in_dtype), self._dev))
 
 
-def build_tvm_int8(ctx, out: Path) -> dict:
-    int8 = ctx.artifact("tflite-int8")
-    meta = tflite_io_params(int8.path)
-    ctx.progress(f"compiling {int8.path.name} with TVM for {TVM_MCPU}")
-    meta.update(compile_tvm(int8.path.read_bytes(), out, ctx.settings.threads))
-    meta["source"] = int8.path.name
-    return meta
+def _build_from(source: str):
+    """Compile ``source``'s ``.tflite`` artifact with TVM."""
+
+    def build(ctx, out: Path) -> dict:
+        model = ctx.artifact(source)
+        meta = tflite_io_params(model.path)
+        ctx.progress(f"compiling {model.path.name} with TVM for {TVM_MCPU}")
+        meta.update(compile_tvm(model.path.read_bytes(), out, ctx.settings.threads))
+        meta["source"] = model.path.name
+        return meta
+
+    return build
+
+
+def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
+    return Variant(
+        name=name,
+        description=description,
+        suffix=".so",
+        build=_build_from(source),
+        load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads, name),
+        derives_from=source,
+        cache_key=lambda ctx: (version("apache-tvm"), tvm_target_spec(ctx.settings.threads)),
+        unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
+        **kw,
+    )
 
 
 register(
-    Variant(
-        name="tvm-avx2-int8",
-        description=(
-            'Apache TVM (Relax `from_tflite`) compiling the int8 `.tflite` for `{"kind": "llvm", "mcpu": "core-avx2"}`, '
-            "exported as a `.so`"
-        ),
-        suffix=".so",
-        build=build_tvm_int8,
-        load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads),
-        derives_from="tflite-int8",
-        cache_key=lambda ctx: (version("apache-tvm"), tvm_target_spec(ctx.settings.threads)),
-        unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
+    _tvm_variant(
+        "tvm-avx2-int8",
+        "tflite-int8",
+        'Apache TVM (Relax `from_tflite`) compiling the int8 `.tflite` for `{"kind": "llvm", "mcpu": "core-avx2"}`, '
+        "exported as a `.so`",
+    )
+)
+# Selected by name: the float model through the same TVM pipeline, so what integer arithmetic buys
+# can be told from what TVM's compilation buys (issue 8 will make it a default once TVM is tuned).
+register(
+    _tvm_variant(
+        "tvm-avx2-fp32",
+        "tflite-fp32",
+        "Apache TVM compiling the fp32 `.tflite` the same way (selected by name)",
+        lossless_tolerance=1e-3,
+        default=False,
     )
 )
