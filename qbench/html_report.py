@@ -16,6 +16,7 @@ from pathlib import Path
 
 from qbench import plots
 from qbench.fsutil import atomic_write_text
+from qbench.report import format_interval, format_value
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
@@ -47,10 +48,6 @@ def _img(path: Path | None, alt: str) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"><figcaption class="note">{alt}</figcaption></figure>'
 
 
-def _num(value, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def _summary_table(rows: list[dict]) -> str:
     head = [
         "Variant",
@@ -65,18 +62,15 @@ def _summary_table(rows: list[dict]) -> str:
     ]
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
-        ci = ""
-        if r.get("median_ci_low_ms") is not None:
-            ci = f" ({r['median_ci_low_ms']:.3f}-{r['median_ci_high_ms']:.3f})"
         cells = [
             html.escape(r["variant"]),
-            _num(r.get("accuracy"), ".4f"),
-            _num(r.get("speed_boost"), ".2f"),
-            _num(r.get("median_latency_ms"), ".3f") + ci,
-            _num(r.get("invoke_median_ms"), ".3f"),
-            _num(r.get("p99_ms"), ".3f"),
-            _num(r["size_bytes"] / 1024 if r.get("size_bytes") else None, ".0f"),
-            _num(r.get("size_reduction"), ".2f"),
+            format_value(r.get("accuracy"), ".4f"),
+            format_value(r.get("speed_boost"), ".2f"),
+            format_value(r.get("median_latency_ms"), ".3f") + format_interval(r, "median", ".3f"),
+            format_value(r.get("invoke_median_ms"), ".3f"),
+            format_value(r.get("p99_ms"), ".3f"),
+            format_value(r["size_bytes"] / 1024 if r.get("size_bytes") else None, ".0f"),
+            format_value(r.get("size_reduction"), ".2f"),
             html.escape(r.get("status", "ok")),
         ]
         cls = ' class="failed"' if r.get("status", "ok") != "ok" else ""

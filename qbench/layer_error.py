@@ -56,6 +56,7 @@ def layer_errors(float_path: Path, quant_path: Path, images: np.ndarray, threads
         for p in paired_tensors(float_path, quant_path)
         if tuple(f_details[p[0]]["shape"]) == tuple(q_details[p[1]]["shape"]) and f_details[p[0]]["dtype"] == np.float32
     ]
+    qparams = [QParams.from_details(q_details[qi]) for _fi, qi, _name, _op in pairs]
     in_q = QParams.from_details(q_in)
     quantize = Quantizer((1, *images.shape[1:]), in_q.scale, in_q.zero_point, in_q.dtype) if in_q else None
     signal = np.zeros(len(pairs))
@@ -67,9 +68,8 @@ def layer_errors(float_path: Path, quant_path: Path, images: np.ndarray, threads
         q_int.set_tensor(q_in["index"], quantize(x) if quantize else x)
         f_int.invoke()
         q_int.invoke()
-        for k, (fi, qi, _name, _op) in enumerate(pairs):
+        for k, ((fi, qi, _name, _op), qp) in enumerate(zip(pairs, qparams, strict=True)):
             ref = f_int.get_tensor(fi).astype(np.float64)
-            qp = QParams.from_details(q_details[qi])
             raw = q_int.get_tensor(qi)
             got = dequantize(raw, qp.scale, qp.zero_point).astype(np.float64) if qp else raw.astype(np.float64)
             diff = ref - got
@@ -77,8 +77,7 @@ def layer_errors(float_path: Path, quant_path: Path, images: np.ndarray, threads
             noise[k] += float(np.sum(diff * diff))
             worst[k] = max(worst[k], float(np.max(np.abs(diff))))
     rows = []
-    for k, (_fi, qi, name, op) in enumerate(pairs):
-        qp = QParams.from_details(q_details[qi])
+    for k, ((_fi, qi, name, op), qp) in enumerate(zip(pairs, qparams, strict=True)):
         snr = 10 * np.log10(signal[k] / noise[k]) if noise[k] > 0 and signal[k] > 0 else (np.inf if noise[k] == 0 else -np.inf)
         rows.append(
             {

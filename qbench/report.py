@@ -78,13 +78,15 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
     return rows
 
 
-def _fmt(value, spec: str) -> str:
+def format_value(value, spec: str) -> str:
+    """A table cell: ``n/a`` for a missing or NaN value (the Markdown and HTML tables share it)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return format(value, spec)
 
 
-def _ci(row: dict, key: str, spec: str) -> str:
+def format_interval(row: dict, key: str, spec: str) -> str:
+    """`` (low-high)`` of a row's 95 % interval (``median``: the median's; else a ``[low, high]`` field), or ``""``."""
     lo, hi = (row.get(f"{key}_ci_low_ms"), row.get(f"{key}_ci_high_ms")) if key == "median" else (row.get(key) or (None, None))
     return "" if lo is None else f" ({format(lo, spec)}-{format(hi, spec)})"
 
@@ -111,16 +113,16 @@ def render_markdown(rows: list[dict]) -> str:
     for r in rows:
         cells = [
             r["variant"],
-            _fmt(r["speed_boost"], ".2f") + _ci(r, "speed_boost_ci", ".3g"),
-            _fmt(r.get("invoke_speed_boost"), ".2f") + _ci(r, "invoke_speed_boost_ci", ".3g"),
-            _fmt(r["accuracy"], ".4f"),
-            _fmt(r["size_reduction"], ".2f"),
-            _fmt(r["median_latency_ms"], ".3f") + _ci(r, "median", ".3f"),
-            _fmt(r.get("invoke_median_ms"), ".3f"),
-            _fmt(r.get("p90_ms"), ".3f"),
-            _fmt(r.get("p99_ms"), ".3f"),
-            _fmt(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
-            _fmt(r["g_mean"], ".4f"),
+            format_value(r["speed_boost"], ".2f") + format_interval(r, "speed_boost_ci", ".3g"),
+            format_value(r.get("invoke_speed_boost"), ".2f") + format_interval(r, "invoke_speed_boost_ci", ".3g"),
+            format_value(r["accuracy"], ".4f"),
+            format_value(r["size_reduction"], ".2f"),
+            format_value(r["median_latency_ms"], ".3f") + format_interval(r, "median", ".3f"),
+            format_value(r.get("invoke_median_ms"), ".3f"),
+            format_value(r.get("p90_ms"), ".3f"),
+            format_value(r.get("p99_ms"), ".3f"),
+            format_value(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
+            format_value(r["g_mean"], ".4f"),
             r.get("status", "ok"),
         ]
         lines.append("| " + " | ".join(cells) + " |")

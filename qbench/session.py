@@ -178,14 +178,7 @@ class QBenchSession:
             if parent is not None and parent in self.failures:
                 raise self._fail(variant, QBenchError(f"{variant}: not built, because {parent} failed", fatal=False))
             try:
-                built_by_child = self.isolate and not self.builder.path_for(variant).is_file()
-                if built_by_child:
-                    from qbench.prepare import prepare_in_subprocess
-
-                    prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress, (variant,))
-                artifact = self.builder.build(variant)
-                # built a moment ago by the child: a load failure is the variant's, not a stale cache's
-                self._artifacts[variant] = replace(artifact, cached=False) if built_by_child else artifact
+                self._artifacts[variant] = self._built(variant)
             except QBenchError as exc:
                 if exc.fatal:
                     raise
@@ -322,11 +315,14 @@ class QBenchSession:
     # ------------------------------------------------------ per-layer error
     def _built(self, variant: str):
         """``variant``'s artifact whether or not it is selected (built in a child when isolated)."""
-        if self.isolate and not self.builder.path_for(variant).is_file():
+        built_by_child = self.isolate and not self.builder.path_for(variant).is_file()
+        if built_by_child:
             from qbench.prepare import prepare_in_subprocess
 
             prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress, (variant,))
-        return self.builder.build(variant)
+        artifact = self.builder.build(variant)
+        # built a moment ago by the child: a load failure is the variant's, not a stale cache's
+        return replace(artifact, cached=False) if built_by_child else artifact
 
     def layer_errors(self, variant: str) -> list[dict]:
         """Each activation of ``variant`` (a full-integer ``.tflite``) against ``tflite-fp32``'s, on the

@@ -34,15 +34,6 @@ def _clean(config: dict) -> dict:
     return out
 
 
-def _tensor_refs(arg):
-    """keras_history triplets in a node argument (a tensor, or a list of them for Add/Concatenate)."""
-    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
-        return [tuple(arg["config"]["keras_history"])]
-    if isinstance(arg, (list, tuple)):
-        return [ref for a in arg for ref in _tensor_refs(a)]
-    return []
-
-
 def _resolve(arg, tensors):
     if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
         name, node, index = arg["config"]["keras_history"]

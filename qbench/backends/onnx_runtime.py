@@ -105,8 +105,7 @@ def _output_grid_step(path: Path, output: str) -> float | None:
     producer = next((n for n in graph.node if output in n.output), None)
     if producer is None or producer.op_type != "DequantizeLinear":
         return None
-    scales = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name == producer.input[1]}
-    scale = scales.get(producer.input[1])
+    scale = next((numpy_helper.to_array(t) for t in graph.initializer if t.name == producer.input[1]), None)
     return float(scale.reshape(-1)[0]) if scale is not None and scale.size == 1 else None
 
 
