@@ -1,5 +1,12 @@
 """``tvm-avx2-int8``: Apache TVM (Relax ``from_tflite``) compiling the int8 ``.tflite`` for AVX2.
 
+``from_tflite`` emulates every int8 op in float32 (dequantize -> op ->
+quantize); :mod:`qbench.tvm_int8_lowering` turns those patterns back into
+integer arithmetic before compiling, so the int8 variant runs int8 x int8 ->
+int32 kernels and requantizes the way TFLite's reference kernels do.  Both TVM
+variants compile with Relax's CPU pipeline (legalize, then operator fusion),
+not ``tvm.compile``'s fusion-free default.
+
 The artifact is an exported ``.so`` (kernels plus weights); the input and
 output quantization come from the int8 model, recorded in the sidecar JSON.
 """
@@ -20,6 +27,8 @@ from qbench.errors import QBenchError
 from qbench.quant import QParams
 
 TVM_MCPU = "core-avx2"
+# Bump when the Relax passes before compilation change: cached .so files are rebuilt.
+TVM_PIPELINE = "cpu-fused+integer-lowering-1"
 
 
 def tvm_target_spec(threads: int) -> dict:
@@ -34,23 +43,45 @@ def cpu_has_avx2() -> bool:
         return True  # not Linux: let LLVM decide
 
 
-def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int) -> dict:
-    """Relax TFLite frontend -> tvm.compile for AVX2 -> export_library(.so). Returns metadata."""
+def import_tflite(tflite_bytes: bytes):
+    """The Relax module ``from_tflite`` makes of a ``.tflite`` (float-simulated int8 ops)."""
     import tflite
-    import tvm
     import tvm.relax.frontend.tflite as tvm_tflite
 
     from qbench.tflite_model import parse_model
 
     parse_model(tflite_bytes, "TFLite model")
     try:
-        mod = tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(tflite_bytes, 0))
+        return tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(tflite_bytes, 0))
     except Exception as exc:
         raise QBenchError(f"TVM's TFLite frontend rejected the model: {type(exc).__name__}: {str(exc).strip()[:300]}") from None
+
+
+def relax_module(tflite_bytes: bytes):
+    """The module qbench compiles: ``from_tflite``'s, with int8 patterns lowered to integer ops.
+    Returns (module, how many of each pattern were lowered)."""
+    from qbench.tvm_int8_lowering import lower_int8
+
+    return lower_int8(import_tflite(tflite_bytes))
+
+
+def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int) -> dict:
+    """Relax TFLite frontend -> integer lowering -> Relax CPU pipeline for AVX2 -> export_library(.so).
+    Returns metadata."""
+    import tvm
+    from tvm import relax
+
+    mod, lowered = relax_module(tflite_bytes)
     target = tvm.target.Target(tvm_target_spec(threads))
-    executable = tvm.compile(mod, target=target)
+    executable = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
     executable.export_library(str(out_so))
-    return {"target": tvm_target_spec(threads), "tvm_target": str(target), "tvm_version": tvm.__version__}
+    return {
+        "target": tvm_target_spec(threads),
+        "tvm_target": str(target),
+        "tvm_version": tvm.__version__,
+        "pipeline": TVM_PIPELINE,
+        "integer_lowered": lowered,
+    }
 
 
 class TVMRunner(Runner):
@@ -125,7 +156,7 @@ def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
         build=_build_from(source),
         load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads, name),
         derives_from=source,
-        cache_key=lambda ctx: (version("apache-tvm"), tvm_target_spec(ctx.settings.threads)),
+        cache_key=lambda ctx: (version("apache-tvm"), tvm_target_spec(ctx.settings.threads), TVM_PIPELINE),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
         **kw,
     )

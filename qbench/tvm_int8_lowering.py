@@ -1,0 +1,338 @@
+"""Integer lowering for TVM: the int8 ops Relax ``from_tflite`` emulates in float32, done in integers.
+
+Why: ``from_tflite`` lowers every int8 TFLite op to ``dequantize -> float32 op
+-> quantize``, so ``tvm-avx2-int8`` was a float model with extra steps (slower
+than LiteRT int8, and rounding differently from it).  This pass rewrites those
+patterns into what TFLite's reference kernels compute:
+
+* CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: ``(x - zx)`` convolved or
+  multiplied with the int8 weights into int32 (``out_dtype="int32"``), plus the
+  int32 bias, then requantized per output channel;
+* ADD and MUL: TFLite's integer formulas (for ADD: both inputs shifted left by
+  20 bits and rescaled, summed, rescaled again);
+* MEAN: the int32 sum, rescaled in fixed point as LiteRT's reference kernel
+  does (the element count folded into the multiplier).
+
+Requantization is TFLite's ``MultiplyByQuantizedMultiplier`` (a 31-bit
+fixed-point multiplier and a shift per channel, ``QuantizeMultiplier`` of the
+real scale, rounding as gemmlowp's ``SaturatingRoundingDoublingHighMul`` and
+``RoundingDivideByPOT`` do), computed in int64 so it is exact.  What is left
+in float is SOFTMAX (its input and output quantization included): it is not a
+convolution or matmul, and it is one op on ten values.
+
+:func:`lower_int8` returns the rewritten module and how many of each pattern it
+rewrote; :func:`float_compute_ops` lists the float conv2d / matmul calls left
+(the variant's test asserts there are none).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: inputs are shifted left by 20 bits before rescaling
+FLOAT_COMPUTE_OPS = ("relax.nn.conv2d", "relax.matmul", "relax.linear", "relax.nn.dense")
+
+
+# ----------------------------------------------------------------- TFLite's arithmetic, in numpy
+def quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite's ``QuantizeMultiplier``: ``real ~= multiplier * 2**(shift - 31)``, multiplier in [2**30, 2**31)."""
+    real = np.atleast_1d(np.asarray(real, dtype=np.float64))
+    mult = np.zeros(real.shape, np.int64)
+    shift = np.zeros(real.shape, np.int64)
+    for i, r in enumerate(real.flat):
+        if r == 0.0:
+            continue
+        q, e = math.frexp(float(r))
+        q_fixed = int(math.floor(abs(q) * (1 << 31) + 0.5)) * (1 if q >= 0 else -1)  # TfLiteRound: half away from zero
+        if q_fixed == 1 << 31:
+            q_fixed //= 2
+            e += 1
+        if e < -31:
+            q_fixed, e = 0, 0
+        mult.flat[i], shift.flat[i] = q_fixed, e
+    return mult, shift
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """TFLite's ``MultiplyByQuantizedMultiplier`` on int arrays (numpy oracle for the Relax version)."""
+    x = np.asarray(x, np.int64)
+    multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    ab = (x << left) * multiplier
+    t = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.where(t >= 0, t >> 31, -((-t) >> 31))  # C's truncating division by 2**31
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold)
+
+
+# ------------------------------------------------------------------------ the same, as Relax
+def _const(value, dtype: str):
+    from tvm import relax
+
+    return relax.const(np.asarray(value, dtype=dtype), dtype)
+
+
+def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
+    """``MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` in int64 Relax ops; per-channel arrays
+    broadcast over the last axis (channels-last), scalars over everything."""
+    from tvm import relax
+
+    op = relax.op
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    mask = (np.int64(1) << right) - 1
+
+    def c(a):
+        a = np.asarray(a, np.int64)
+        return _const(a.reshape(()) if a.size == 1 else a, "int64")
+
+    x = op.astype(acc, "int64")
+    if np.any(left):
+        x = op.left_shift(x, c(left))
+    ab = op.multiply(x, c(multiplier))
+    t = op.add(ab, op.where(op.greater_equal(ab, c(0)), c(1 << 30), c(1 - (1 << 30))))
+    high = op.where(op.greater_equal(t, c(0)), op.right_shift(t, c(31)), op.negative(op.right_shift(op.negative(t), c(31))))
+    threshold = op.add(c(mask >> 1), op.astype(op.less(high, c(0)), "int64"))
+    rounded = op.add(op.right_shift(high, c(right)), op.astype(op.greater(op.bitwise_and(high, c(mask)), threshold), "int64"))
+    return rounded
+
+
+def _to_int8(value64, zero_point: int, out_dtype: str):
+    """``value + zero_point``, clamped to ``out_dtype``'s range and cast."""
+    from tvm import relax
+
+    op = relax.op
+    info = np.iinfo(out_dtype)
+    shifted = op.add(value64, _const(zero_point, "int64"))
+    return op.astype(op.clip(shifted, int(info.min), int(info.max)), out_dtype)
+
+
+# -------------------------------------------------------------------------------- patterns
+def _numpy(expr) -> np.ndarray | None:
+    """A constant's value (``relax.Constant`` or ``tvm.ir.GenericConst``), else None."""
+    value = getattr(expr, "value", None)
+    if value is not None and hasattr(value, "numpy"):
+        return value.numpy()
+    return None
+
+
+def _scalar(expr) -> float | None:
+    a = _numpy(expr)
+    return None if a is None or a.size != 1 else a.reshape(()).item()
+
+
+def _qparams(call):
+    """(data, scale array, zero-point array, axis) of a ``relax.dequantize``/``quantize`` call."""
+    return call.args[0], _numpy(call.args[1]), _numpy(call.args[2]), int(call.attrs.axis)
+
+
+def _int_const_tensor(expr) -> np.ndarray | None:
+    """An integer weight: a constant, a constant through ``permute_dims``, or a constant through ``reshape``."""
+    from tvm import relax
+
+    a = _numpy(expr)
+    if a is not None:
+        return a
+    if isinstance(expr, relax.Call) and expr.op.name == "relax.permute_dims":
+        inner = _int_const_tensor(expr.args[0])
+        if inner is None:
+            return None
+        axes = expr.attrs.axes
+        return np.transpose(inner, [int(a) for a in axes] if axes is not None else None)
+    return None
+
+
+def _patterns() -> dict:
+    """kind -> (pattern rooted at the output ``quantize``, the named sub-patterns its rewriter reads)."""
+    from tvm.relax.dpl import is_op, wildcard
+
+    dq, quantize = is_op("relax.dequantize"), is_op("relax.quantize")
+
+    def linear(core_op: str):
+        p = {"x": dq(wildcard(), wildcard(), wildcard()), "w_permuted": is_op("relax.permute_dims")(wildcard())}
+        p["w"] = dq(p["w_permuted"] | wildcard(), wildcard(), wildcard())
+        p["w_shaped"] = is_op("relax.reshape")(p["w"], wildcard()) | p["w"]
+        p["core"] = is_op(core_op)(p["x"], p["w_shaped"])
+        p["bias"] = dq(wildcard(), wildcard(), wildcard())
+        p["biased"] = is_op("relax.add")(p["core"], p["bias"])
+        p["out"] = quantize(p["biased"] | p["core"], wildcard(), wildcard())
+        return p["out"], p
+
+    def two_inputs(core_op: str):
+        p = {"a": dq(wildcard(), wildcard(), wildcard()), "b": dq(wildcard(), wildcard(), wildcard())}
+        p["core"] = is_op(core_op)(p["a"], p["b"])
+        p["out"] = quantize(p["core"], wildcard(), wildcard())
+        return p["out"], p
+
+    def mean():
+        p = {"x": dq(wildcard(), wildcard(), wildcard())}
+        p["core"] = is_op("relax.mean")(p["x"])
+        p["out"] = quantize(p["core"], wildcard(), wildcard())
+        return p["out"], p
+
+    return {
+        "conv2d": linear("relax.nn.conv2d"),
+        "dense": linear("relax.matmul"),
+        "add": two_inputs("relax.add"),
+        "mul": two_inputs("relax.multiply"),
+        "mean": mean(),
+    }
+
+
+def _scalars(*arrays) -> bool:
+    return all(a is not None and a.size == 1 for a in arrays)
+
+
+def _rewrite_linear(kind: str, m: dict, counts: Counter):
+    """conv2d (plain or depthwise) / matmul with int8 weights -> int32 accumulate + bias -> per-channel requantize."""
+    from tvm import relax
+
+    op = relax.op
+    out = m["out"]
+    _, sy, zy, _ = _qparams(out)
+    x, sx, zx, _ = _qparams(m["x"])
+    _, sw, zw, _ = _qparams(m["w"])
+    weight = _int_const_tensor(m["w_permuted"] if "w_permuted" in m else m["w"].args[0])
+    if weight is None or weight.dtype != np.int8 or not _scalars(sx, zx, sy, zy) or sw is None or np.any(zw != 0):
+        return None
+    if m["w_shaped"].op.name == "relax.reshape":  # depthwise: HWIO-ordered scales, kernel reshaped to HWOI
+        weight = weight.reshape([int(v) for v in m["w_shaped"].args[1].values])
+    channels = int(out.ty.shape.values[-1])
+    if sw.size not in (1, channels):
+        return None
+    sw = np.broadcast_to(sw.astype(np.float64).ravel(), (channels,))
+    data = op.subtract(op.astype(x, "int32"), _const(int(zx.reshape(())), "int32"))
+    w32 = _const(weight.astype(np.int32), "int32")
+    core = m["core"]
+    if kind == "conv2d":
+        a = core.attrs
+        acc = op.nn.conv2d(
+            data,
+            w32,
+            strides=a.strides,
+            padding=a.padding,
+            dilation=a.dilation,
+            groups=a.groups,
+            data_layout=a.data_layout,
+            kernel_layout=a.kernel_layout,
+            out_layout=a.out_layout,
+            out_dtype="int32",
+        )
+        kind += "-depthwise" if int(a.groups) > 1 else ""
+    else:
+        acc = op.matmul(data, w32, out_dtype="int32")
+    if "biased" in m:
+        bias = _int_const_tensor(m["bias"].args[0])
+        if bias is None or bias.dtype != np.int32:
+            return None
+        acc = op.add(acc, _const(bias, "int32"))
+    # TFLite: effective scale = double(input scale) * double(filter scale) / double(output scale)
+    mult, shift = quantize_multiplier(float(sx.reshape(())) * sw / float(sy.reshape(())))
+    counts[kind] += 1
+    return _to_int8(_rescale(acc, mult, shift), int(zy.reshape(())), str(out.ty.dtype))
+
+
+def _rewrite_two_inputs(kind: str, m: dict, counts: Counter):
+    """ADD / MUL of two int8 tensors (either may be a constant), TFLite's integer formulas."""
+    from tvm import relax
+
+    op = relax.op
+    out = m["out"]
+    _, sy, zy, _ = _qparams(out)
+    (a, sa, za, _), (b, sb, zb, _) = _qparams(m["a"]), _qparams(m["b"])
+    if not _scalars(sa, za, sb, zb, sy, zy):
+        return None
+    sa, sb, sy = (float(v.reshape(())) for v in (sa, sb, sy))
+    za, zb, zy = (int(v.reshape(())) for v in (za, zb, zy))
+    a64 = op.subtract(op.astype(a, "int64"), _const(za, "int64"))
+    b64 = op.subtract(op.astype(b, "int64"), _const(zb, "int64"))
+    if kind == "add":
+        twice_max = 2.0 * max(sa, sb)
+        ma, sha = quantize_multiplier(sa / twice_max)
+        mb, shb = quantize_multiplier(sb / twice_max)
+        mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * sy))
+        left = _const(ADD_LEFT_SHIFT, "int64")
+        total = op.add(_rescale(op.left_shift(a64, left), ma, sha), _rescale(op.left_shift(b64, left), mb, shb))
+        value = _rescale(total, mo, sho)
+    else:
+        mult, shift = quantize_multiplier(sa * sb / sy)
+        value = _rescale(op.multiply(a64, b64), mult, shift)
+    counts[kind] += 1
+    return _to_int8(value, zy, str(out.ty.dtype))
+
+
+def _rewrite_mean(kind: str, m: dict, counts: Counter):
+    """MEAN as LiteRT's reference kernel computes it (``QuantizedMeanOrSum``): the int32 sum of
+    ``x - zx``, rescaled by ``sx / sy`` with the element count folded into the fixed-point multiplier
+    (``(multiplier << shift) / count``), so it rounds twice, as LiteRT does."""
+    out, core = m["out"], m["core"]
+    _, sy, zy, _ = _qparams(out)
+    x, sx, zx, _ = _qparams(m["x"])
+    shape = [int(v) for v in x.ty.shape.values]
+    axes = sorted(int(a) % len(shape) for a in core.attrs.axis) if core.attrs.axis is not None else list(range(len(shape)))
+    if not _scalars(sx, zx, sy, zy) or (bool(core.attrs.keepdims) and len(shape) == 4 and axes == [1, 2]):
+        return None  # keep_dims 4-D spatial means take LiteRT's other integer path: left in float
+    from tvm import relax
+
+    op = relax.op
+    count = int(np.prod([shape[a] for a in axes]))
+    (mult,), (shift,) = quantize_multiplier(float(sx.reshape(())) / float(sy.reshape(())))
+    fold = min(count.bit_length() - 1, 32, 31 + int(shift))
+    centred = op.subtract(op.astype(x, "int32"), _const(int(zx.reshape(())), "int32"))
+    total = op.sum(centred, axis=axes, keepdims=bool(core.attrs.keepdims))
+    value = _rescale(total, np.int64((int(mult) << fold) // count), np.int64(int(shift) - fold))
+    counts[kind] += 1
+    return _to_int8(value, int(zy.reshape(())), str(out.ty.dtype))
+
+
+_REWRITERS = {
+    "conv2d": _rewrite_linear,
+    "dense": _rewrite_linear,
+    "add": _rewrite_two_inputs,
+    "mul": _rewrite_two_inputs,
+    "mean": _rewrite_mean,
+}
+
+
+def lower_int8(mod):
+    """Rewrite ``mod["main"]``'s int8 patterns into integer arithmetic; returns (module, counts per pattern)."""
+    import tvm
+    from tvm.relax.dpl import rewrite_call
+
+    counts: Counter = Counter()
+    fn = mod["main"]
+    for kind, (pattern, parts) in _patterns().items():
+
+        def rewrite(expr, matches, kind=kind, parts=parts):
+            found = {name: matches[p] for name, p in parts.items() if p in matches}
+            new = _REWRITERS[kind](kind, found, counts)
+            return expr if new is None else new
+
+        fn = rewrite_call(pattern, rewrite, fn)
+    lowered = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    lowered.update_func(lowered.get_global_var("main"), fn)
+    return lowered, dict(counts)
+
+
+def float_compute_ops(mod) -> Counter:
+    """Float conv2d / matmul / dense calls in ``mod``'s Relax functions (before legalization)."""
+    import tvm
+    from tvm import relax
+
+    found: Counter = Counter()
+
+    def visit(node):
+        if isinstance(node, relax.Call) and isinstance(node.op, tvm.ir.Op) and node.op.name in FLOAT_COMPUTE_OPS:
+            dtype = getattr(node.ty, "dtype", None)
+            if dtype in ("float16", "float32", "float64"):
+                found[node.op.name] += 1
+
+    for _, fn in mod.functions.items():
+        if isinstance(fn, relax.Function):
+            relax.analysis.post_order_visit(fn, visit)
+    return found

@@ -1,0 +1,180 @@
+"""The TVM integer lowering (:mod:`qbench.tvm_int8_lowering`) against TFLite's arithmetic.
+
+Three layers:
+
+1. The fixed-point requantization: ``quantize_multiplier`` against its
+   definition, and the Relax int64 ``_rescale`` against an independent
+   pure-Python gemmlowp (``SaturatingRoundingDoublingHighMul`` then
+   ``RoundingDivideByPOT``, with C's truncating division).
+2. One-op int8 models (CONV_2D with per-channel scales, DEPTHWISE_CONV_2D,
+   FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's full-integer PTQ:
+   hypothesis draws int8 inputs, and the lowered TVM module must return
+   what LiteRT's *reference* kernels return, with no float convolution or
+   matmul left in it.
+3. (in test_variants.py) the default-profile model's compiled module.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from qbench.tvm_int8_lowering import float_compute_ops, multiply_by_quantized_multiplier, quantize_multiplier
+
+fast = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+per_op = settings(
+    deadline=None, max_examples=12, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+
+
+# ------------------------------------------------------------------ 1. fixed point
+def _gemmlowp(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier, written from its C definition with Python integers."""
+    left, right = max(shift, 0), max(-shift, 0)
+    ab = (x * (1 << left)) * multiplier
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    num = ab + nudge
+    high = abs(num) // (1 << 31) * (1 if num >= 0 else -1)  # C division truncates toward zero
+    mask = (1 << right) - 1
+    remainder, threshold = high & mask, (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if remainder > threshold else 0)
+
+
+reals = st.floats(min_value=2.0**-30, max_value=2.0**8, allow_nan=False, allow_infinity=False)
+
+
+@fast
+@given(reals)
+def test_quantize_multiplier_represents_the_real_scale(real):
+    (m,), (shift,) = quantize_multiplier(real)
+    assert (1 << 30) <= m < (1 << 31)
+    assert abs(m * 2.0 ** (shift - 31) - real) <= real * 2.0**-31
+
+
+@fast
+@given(hnp.arrays(np.int64, st.integers(1, 16), elements=st.integers(-(2**24), 2**24)), reals)
+def test_numpy_rescale_is_tflites_gemmlowp(acc, real):
+    (m,), (shift,) = quantize_multiplier(real * 2.0**-12)
+    got = multiply_by_quantized_multiplier(acc, m, shift)
+    assert got.tolist() == [_gemmlowp(int(a), int(m), int(shift)) for a in acc]
+
+
+@functools.cache
+def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple):
+    import tvm
+    from tvm import relax
+
+    from qbench.tvm_int8_lowering import _rescale
+
+    x = relax.Var("acc", relax.TensorType((4, channels), "int32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        out = bb.emit(_rescale(x, np.array(multipliers, np.int64), np.array(shifts, np.int64)))
+        bb.emit_func_output(out)
+    vm = relax.VirtualMachine(tvm.compile(bb.get(), target="llvm"), tvm.cpu())
+    return lambda a: vm["main"](tvm.runtime.tensor(a)).numpy()
+
+
+@settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_relax_rescale_matches_gemmlowp_per_channel(data):
+    channels = data.draw(st.integers(1, 4), label="channels")
+    real = data.draw(st.lists(st.floats(2.0**-20, 4.0), min_size=channels, max_size=channels), label="scales")
+    m, s = quantize_multiplier(real)
+    acc = data.draw(hnp.arrays(np.int32, (4, channels), elements=st.integers(-(2**22), 2**22)), label="acc")
+    got = _compiled_rescale(channels, tuple(m.tolist()), tuple(s.tolist()))(acc)
+    want = [[_gemmlowp(int(acc[i, c]), int(m[c]), int(s[c])) for c in range(channels)] for i in range(4)]
+    assert got.tolist() == want
+
+
+# ------------------------------------------------- 2. one-op models vs LiteRT's reference kernels
+def _one_op_keras(kind: str, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    if kind == "conv2d":
+        x = keras.Input((9, 9, 5))
+        y = L.Conv2D(7, 3, strides=2, padding="same", activation="relu6")(x)
+    elif kind == "depthwise":
+        x = keras.Input((8, 8, 6))
+        y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    elif kind == "dense":
+        x = keras.Input((24,))
+        y = L.Dense(9)(x)
+    elif kind == "add":
+        x = [keras.Input((5, 5, 4)), keras.Input((5, 5, 4))]
+        y = L.Add()([x[0], L.Lambda(lambda t: t * 3.0)(x[1])])
+    elif kind == "mean":
+        x = keras.Input((6, 6, 8))
+        y = L.GlobalAveragePooling2D()(x)
+    return keras.Model(x, y)
+
+
+@functools.cache
+def _one_op_case(kind: str, seed: int):
+    """(int8 .tflite bytes, lowered-and-compiled TVM function, LiteRT reference interpreter, lowering counts)."""
+    import tensorflow as tf
+    import tvm
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tvm import relax
+
+    from qbench.backends.tvm import relax_module, tvm_target_spec
+
+    model = _one_op_keras(kind, seed)
+    rng = np.random.default_rng(seed)
+    shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
+
+    def representative():
+        for _ in range(32):
+            yield [rng.normal(0, 1.5, (1, *s)).astype(np.float32) for s in shapes]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    buf = converter.convert()
+    mod, counts = relax_module(buf)
+    assert not float_compute_ops(mod), f"{kind}: float compute left after lowering: {float_compute_ops(mod)}"
+    target = tvm.target.Target(tvm_target_spec(1))
+    vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target)), tvm.cpu())
+    ref = Interpreter(model_content=buf, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    ref.allocate_tensors()
+    return buf, vm["main"], ref, counts
+
+
+def _run_reference(ref, inputs):
+    details = sorted(ref.get_input_details(), key=lambda d: d["index"])
+    for d, a in zip(details, inputs, strict=True):
+        ref.set_tensor(d["index"], a)
+    ref.invoke()
+    return ref.get_tensor(ref.get_output_details()[0]["index"])
+
+
+EXPECTED_PATTERN = {"conv2d": "conv2d", "depthwise": "conv2d-depthwise", "dense": "dense", "add": "add", "mean": "mean"}
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED_PATTERN))
+@per_op
+@given(seed=st.sampled_from([0, 1]), data=st.data())
+def test_lowered_op_matches_litert_reference_kernels(kind, seed, data):
+    import tvm
+
+    _, fn, ref, counts = _one_op_case(kind, seed)
+    assert counts.get(EXPECTED_PATTERN[kind]) == 1, counts
+    details = sorted(ref.get_input_details(), key=lambda d: d["index"])
+    inputs = [
+        data.draw(hnp.arrays(np.int8, tuple(int(n) for n in d["shape"])), label=f"input {i}") for i, d in enumerate(details)
+    ]
+    want = _run_reference(ref, inputs)
+    out = fn(*[tvm.runtime.tensor(a) for a in inputs])
+    got = (out if hasattr(out, "numpy") else out[0]).numpy()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    assert diff.max() == 0, f"{kind}: {int((diff > 0).sum())} of {diff.size} outputs differ, by up to {diff.max()} LSB"
