@@ -257,6 +257,12 @@ def reference_notes(session) -> list[str]:
             f"int8 agreement with LiteRT (default kernels): TVM top-1 {agree['tvm_agree']:.1%}, "
             f"mean max output difference {agree['tvm_lsb']:.1f} LSB; LiteRT's own {agree.get('yardstick', 'reference kernels')}: "
             f"{agree['ref_agree']:.1%}, {agree['ref_lsb']:.1f} LSB."
+            + (
+                f" TVM against LiteRT's reference kernels: top-1 {agree['tvm_vs_ref_agree']:.1%}, "
+                f"{agree['tvm_vs_ref_lsb']:.2f} LSB."
+                if "tvm_vs_ref_agree" in agree and agree.get("yardstick", "reference kernels") == "reference kernels"
+                else ""
+            )
         )
     return notes
 

@@ -79,13 +79,21 @@ def _const(value, dtype: str):
 
 def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
     """``MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` in int64 Relax ops; per-channel arrays
-    broadcast over the last axis (channels-last), scalars over everything."""
+    broadcast over the last axis (channels-last), scalars over everything.
+
+    Written so each intermediate is used once or twice (a scheduler that inlines the chain copies a
+    subexpression once per use).  Two identities make that possible:
+    ``SaturatingRoundingDoublingHighMul(a, b)`` is ``(a*b + 2**30) >> 31`` (gemmlowp's sign-dependent
+    nudge and C's truncating division cancel out), and ``RoundingDivideByPOT(x, e)`` is
+    ``(x + 2**(e-1) - (x < 0)) >> e`` for ``e > 0``.  :func:`multiply_by_quantized_multiplier` is the
+    literal transcription; the tests check both against TFLite's definition."""
     from tvm import relax
 
     op = relax.op
+    multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    mask = (np.int64(1) << right) - 1
+    half = (np.int64(1) << right) >> 1  # 2**(e-1), or 0 when e == 0
 
     def c(a):
         a = np.asarray(a, np.int64)
@@ -94,12 +102,11 @@ def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
     x = op.astype(acc, "int64")
     if np.any(left):
         x = op.left_shift(x, c(left))
-    ab = op.multiply(x, c(multiplier))
-    t = op.add(ab, op.where(op.greater_equal(ab, c(0)), c(1 << 30), c(1 - (1 << 30))))
-    high = op.where(op.greater_equal(t, c(0)), op.right_shift(t, c(31)), op.negative(op.right_shift(op.negative(t), c(31))))
-    threshold = op.add(c(mask >> 1), op.astype(op.less(high, c(0)), "int64"))
-    rounded = op.add(op.right_shift(high, c(right)), op.astype(op.greater(op.bitwise_and(high, c(mask)), threshold), "int64"))
-    return rounded
+    high = op.right_shift(op.add(op.multiply(x, c(multiplier)), c(1 << 30)), c(31))
+    if not np.any(right):
+        return high
+    ties_down = op.multiply(op.astype(op.less(high, c(0)), "int64"), c((half > 0).astype(np.int64)))
+    return op.right_shift(op.subtract(op.add(high, c(half)), ties_down), c(right))
 
 
 def _to_int8(value64, zero_point: int, out_dtype: str):

@@ -125,6 +125,7 @@ def _one_op_case(kind: str, seed: int):
     from tvm import relax
 
     from qbench.backends.tvm import relax_module, tvm_target_spec
+    from qbench.tvm_cpu_schedule import cpu_pipeline
 
     model = _one_op_keras(kind, seed)
     rng = np.random.default_rng(seed)
@@ -143,7 +144,7 @@ def _one_op_case(kind: str, seed: int):
     mod, counts = relax_module(buf)
     assert not float_compute_ops(mod), f"{kind}: float compute left after lowering: {float_compute_ops(mod)}"
     target = tvm.target.Target(tvm_target_spec(1))
-    vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target)), tvm.cpu())
+    vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, 0)), tvm.cpu())
     ref = Interpreter(model_content=buf, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     ref.allocate_tensors()
     return buf, vm["main"], ref, counts

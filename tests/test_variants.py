@@ -105,6 +105,25 @@ def test_runners_agree_with_keras(session, model_path):
         assert np.max(np.abs(got - expected)) <= 4 * step, v
 
 
+def test_tvm_int8_module_has_no_float_convolution_or_matmul(session):
+    """The integer lowering rewrote every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED of the int8
+    model: the module TVM compiles has no float32 conv2d or matmul left (``from_tflite``'s own has)."""
+    from collections import Counter
+
+    from qbench.backends.tvm import import_tflite, relax_module
+    from qbench.tflite_model import op_outputs
+    from qbench.tvm_int8_lowering import float_compute_ops
+
+    buf = session.artifact("tflite-int8").path.read_bytes()
+    ops = Counter(op for _, _, op in op_outputs(buf))
+    assert float_compute_ops(import_tflite(buf)), "from_tflite no longer float-simulates: revisit the lowering"
+    mod, lowered = relax_module(buf)
+    assert not float_compute_ops(mod)
+    assert lowered.get("conv2d", 0) == ops["CONV_2D"] and lowered.get("conv2d-depthwise", 0) == ops["DEPTHWISE_CONV_2D"]
+    assert lowered.get("dense", 0) == ops["FULLY_CONNECTED"]
+    assert session.artifact("tvm-avx2-int8").meta["integer_lowered"] == lowered
+
+
 def test_int8_runner_quantizes_inputs_per_spec(session):
     runner = session.runner("tflite-int8")
     q = runner.input_qparams

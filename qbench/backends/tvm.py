@@ -4,8 +4,10 @@
 quantize); :mod:`qbench.tvm_int8_lowering` turns those patterns back into
 integer arithmetic before compiling, so the int8 variant runs int8 x int8 ->
 int32 kernels and requantizes the way TFLite's reference kernels do.  Both TVM
-variants compile with Relax's CPU pipeline (legalize, then operator fusion),
-not ``tvm.compile``'s fusion-free default.
+variants compile with Relax's CPU pipeline (legalize, then operator fusion)
+plus :mod:`qbench.tvm_cpu_schedule`'s default schedule (inline, vectorize over
+channels, parallel when big enough), not ``tvm.compile``'s fusion-free,
+unscheduled default.
 
 The artifact is an exported ``.so`` (kernels plus weights); the input and
 output quantization come from the int8 model, recorded in the sidecar JSON.
@@ -28,7 +30,7 @@ from qbench.quant import QParams
 
 TVM_MCPU = "core-avx2"
 # Bump when the Relax passes before compilation change: cached .so files are rebuilt.
-TVM_PIPELINE = "cpu-fused+integer-lowering-1"
+TVM_PIPELINE = "integer-lowering-1+cpu-fused+inline-vectorize-1"
 
 
 def tvm_target_spec(threads: int) -> dict:
@@ -66,14 +68,15 @@ def relax_module(tflite_bytes: bytes):
 
 
 def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int) -> dict:
-    """Relax TFLite frontend -> integer lowering -> Relax CPU pipeline for AVX2 -> export_library(.so).
+    """Relax TFLite frontend -> integer lowering -> fused, scheduled CPU pipeline for AVX2 -> export_library(.so).
     Returns metadata."""
     import tvm
-    from tvm import relax
+
+    from qbench.tvm_cpu_schedule import cpu_pipeline
 
     mod, lowered = relax_module(tflite_bytes)
     target = tvm.target.Target(tvm_target_spec(threads))
-    executable = tvm.compile(mod, target=target, relax_pipeline=relax.get_default_pipeline(target))
+    executable = tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target))
     executable.export_library(str(out_so))
     return {
         "target": tvm_target_spec(threads),
