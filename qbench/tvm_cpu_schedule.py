@@ -24,6 +24,8 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
     from tvm import s_tir, tirx
     from tvm.s_tir.dlight import ScheduleRule, normalize_prim_func, try_inline
 
+    from qbench import tvm_avx2_int8_kernels as avx2
+
     class InlineParallelVectorize(ScheduleRule):
         def apply(self, func, target, _tunable):
             if not isinstance(func, tirx.PrimFunc):
@@ -32,20 +34,30 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
             infos = normalize_prim_func(sch)
             if infos is None:
                 return None
-            infos = try_inline(sch, infos)
+            # a vpmaddwd block must read its int16 data from a buffer: keep its producers out of inlining
+            keep = set()
+            for info in infos:
+                if sch.get(info.block_rv).name_hint.startswith(avx2.BLOCK):
+                    keep.add(sch.get(info.block_rv).name_hint)
+                    keep.update(sch.get(b).name_hint for b in sch.get_producers(info.block_rv))
+            kept = [i for i in infos if sch.get(i.block_rv).name_hint in keep]
+            infos = try_inline(sch, [i for i in infos if sch.get(i.block_rv).name_hint not in keep]) + kept
             for info in infos:
                 kinds, block = info.dom_kind(), info.block_rv
                 loops = sch.get_loops(block)
                 if "O" in kinds or len(loops) != len(kinds):
                     continue
-                spatial = [loop for loop, k in zip(loops, kinds, strict=True) if k == "S"]
-                reduce = [loop for loop, k in zip(loops, kinds, strict=True) if k == "R"]
+                spatial = [it.loop_rv for it in info.iters if it.kind == "S"]  # block-iter order: channels last
+                reduce = [it.loop_rv for it in info.iters if it.kind == "R"]
                 if not spatial:
                     continue
                 inner, outer = spatial[-1], spatial[:-1]
                 sch.reorder(*outer, *reduce, inner)
                 extents = [sch.get(loop).extent for loop in loops]
                 work = _product(extents)
+                if sch.get(block).name_hint.startswith(avx2.BLOCK):
+                    avx2.schedule_block(sch, info, parallel=work is not None and work >= min_parallel_iterations)
+                    continue
                 if outer and work is not None and work >= min_parallel_iterations:
                     sch.parallel(sch.fuse(*outer))
                 extent = sch.get(inner).extent

@@ -6,8 +6,10 @@ Three layers:
    definition, and the Relax int64 ``_rescale`` against an independent
    pure-Python gemmlowp (``SaturatingRoundingDoublingHighMul`` then
    ``RoundingDivideByPOT``, with C's truncating division).
-2. One-op int8 models (CONV_2D with per-channel scales, DEPTHWISE_CONV_2D,
-   FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's full-integer PTQ:
+2. One-op int8 models (CONV_2D with per-channel scales, 3x3 and 1x1,
+   DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's
+   full-integer PTQ (the 1x1 convolution and one dense layer are shaped to
+   take the ``vpmaddwd`` kernel of :mod:`qbench.tvm_avx2_int8_kernels`):
    hypothesis draws int8 inputs, and the lowered TVM module must return
    what LiteRT's *reference* kernels return, with no float convolution or
    matmul left in it.
@@ -45,6 +47,12 @@ def _gemmlowp(x: int, multiplier: int, shift: int) -> int:
     return (high >> right) + (1 if remainder > threshold else 0)
 
 
+def _single_rounding(x: int, multiplier: int, shift: int) -> int:
+    """The one-rounding requantization LiteRT's reference FULLY_CONNECTED uses."""
+    total = 31 - shift
+    return (x * multiplier + (1 << (total - 1))) >> total
+
+
 reals = st.floats(min_value=2.0**-30, max_value=2.0**8, allow_nan=False, allow_infinity=False)
 
 
@@ -65,30 +73,34 @@ def test_numpy_rescale_is_tflites_gemmlowp(acc, real):
 
 
 @functools.cache
-def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple):
+def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple, single: bool = False):
     import tvm
     from tvm import relax
 
-    from qbench.tvm_int8_lowering import _rescale
+    from qbench.tvm_int8_lowering import _rescale, _rescale_single_rounding
+
+    rescale = _rescale_single_rounding if single else _rescale
 
     x = relax.Var("acc", relax.TensorType((4, channels), "int32"))
     bb = relax.BlockBuilder()
     with bb.function("main", [x]):
-        out = bb.emit(_rescale(x, np.array(multipliers, np.int64), np.array(shifts, np.int64)))
+        out = bb.emit(rescale(x, np.array(multipliers, np.int64), np.array(shifts, np.int64)))
         bb.emit_func_output(out)
     vm = relax.VirtualMachine(tvm.compile(bb.get(), target="llvm"), tvm.cpu())
     return lambda a: vm["main"](tvm.runtime.tensor(a)).numpy()
 
 
+@pytest.mark.parametrize("single", [False, True], ids=["two-roundings", "one-rounding"])
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_relax_rescale_matches_gemmlowp_per_channel(data):
+@given(data=st.data())
+def test_relax_rescale_matches_tflite_per_channel(single, data):
     channels = data.draw(st.integers(1, 4), label="channels")
     real = data.draw(st.lists(st.floats(2.0**-20, 4.0), min_size=channels, max_size=channels), label="scales")
     m, s = quantize_multiplier(real)
     acc = data.draw(hnp.arrays(np.int32, (4, channels), elements=st.integers(-(2**22), 2**22)), label="acc")
-    got = _compiled_rescale(channels, tuple(m.tolist()), tuple(s.tolist()))(acc)
-    want = [[_gemmlowp(int(acc[i, c]), int(m[c]), int(s[c])) for c in range(channels)] for i in range(4)]
+    got = _compiled_rescale(channels, tuple(m.tolist()), tuple(s.tolist()), single)(acc)
+    oracle = _single_rounding if single else _gemmlowp
+    want = [[oracle(int(acc[i, c]), int(m[c]), int(s[c])) for c in range(channels)] for i in range(4)]
     assert got.tolist() == want
 
 
@@ -104,9 +116,15 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "depthwise":
         x = keras.Input((8, 8, 6))
         y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    elif kind == "pointwise":  # 1x1, even IC, OC a multiple of 8: the vpmaddwd kernel
+        x = keras.Input((6, 7, 10))
+        y = L.Conv2D(16, 1, activation="relu6")(x)
     elif kind == "dense":
         x = keras.Input((24,))
         y = L.Dense(9)(x)
+    elif kind == "dense-pairs":  # the vpmaddwd kernel
+        x = keras.Input((24,))
+        y = L.Dense(16)(x)
     elif kind == "add":
         x = [keras.Input((5, 5, 4)), keras.Input((5, 5, 4))]
         y = L.Add()([x[0], L.Lambda(lambda t: t * 3.0)(x[1])])
@@ -158,7 +176,15 @@ def _run_reference(ref, inputs):
     return ref.get_tensor(ref.get_output_details()[0]["index"])
 
 
-EXPECTED_PATTERN = {"conv2d": "conv2d", "depthwise": "conv2d-depthwise", "dense": "dense", "add": "add", "mean": "mean"}
+EXPECTED_PATTERN = {
+    "conv2d": ("conv2d",),
+    "pointwise": ("conv2d", "via vpmaddwd"),
+    "depthwise": ("conv2d-depthwise",),
+    "dense": ("dense",),
+    "dense-pairs": ("dense", "via vpmaddwd"),
+    "add": ("add", "mul"),  # the second input goes through a MUL first
+    "mean": ("mean",),
+}
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED_PATTERN))
@@ -168,7 +194,7 @@ def test_lowered_op_matches_litert_reference_kernels(kind, seed, data):
     import tvm
 
     _, fn, ref, counts = _one_op_case(kind, seed)
-    assert counts.get(EXPECTED_PATTERN[kind]) == 1, counts
+    assert counts == {pattern: 1 for pattern in EXPECTED_PATTERN[kind]}, counts
     details = sorted(ref.get_input_details(), key=lambda d: d["index"])
     inputs = [
         data.draw(hnp.arrays(np.int8, tuple(int(n) for n in d["shape"])), label=f"input {i}") for i, d in enumerate(details)
