@@ -113,3 +113,48 @@ def schedule_block(sch, info, parallel: bool) -> None:
         sch.parallel(sch.fuse(*lead))
     sch.decompose_reduction(block, pair)
     sch.tensorize(oc_inner, register_intrinsic())
+
+
+def requantize_prim_func(shape: tuple[int, ...], out_dtype: str, single_rounding: bool):
+    """``out = clamp(MultiplyByQuantizedMultiplier(acc + bias[c], M[c], shift[c]) + zp)`` for an int32
+    accumulator, per output channel ``c`` (the last axis).
+
+    A kernel of its own (not Relax ops) so that the 64-bit product is written as
+    ``int64(int32) * int64(int32)``: LLVM then emits AVX2's ``vpmuldq``, where a product of an
+    int64 tensor and a folded int64 constant is emulated with three multiplies.  Everything else
+    stays in int32.  Parameters: acc, bias, multiplier, left shift, right shift, zero point (int32).
+    With ``single_rounding`` the product is rounded once (LiteRT's FULLY_CONNECTED):
+    ``(acc * M + 2**(30 - shift)) >> (31 - shift)``."""
+    from tvm import te, tirx
+
+    def dims(*values):
+        return tuple(tirx.IntImm("int64", int(v)) for v in values)
+
+    channels = shape[-1]
+    acc = te.placeholder(dims(*shape), "int32", name="acc")
+    bias, mult, left, right = (te.placeholder(dims(channels), "int32", name=n) for n in ("bias", "mult", "left", "right"))
+    zero_point = te.placeholder(dims(1), "int32", name="zero_point")
+    info = np.iinfo(out_dtype)
+
+    def i64(v):
+        return tirx.IntImm("int64", v)
+
+    def body(*idx):
+        c = idx[-1]
+        value = acc[idx] + bias[c]
+        if single_rounding:  # shift = left - right; one shift right by 31 - shift
+            product = value.astype("int64") * mult[c].astype("int64")
+            total = (i64(31) + right[c].astype("int64")) - left[c].astype("int64")
+            rounded = ((product + (i64(1) << (total - i64(1)))) >> total).astype("int32")
+        else:
+            product = (value << left[c]).astype("int64") * mult[c].astype("int64")
+            high = ((product + i64(1 << 30)) >> i64(31)).astype("int32")
+            r = right[c]
+            half = (tirx.IntImm("int32", 1) << r) >> tirx.IntImm("int32", 1)
+            ties_down = tirx.Select(tirx.all(high < 0, r > 0), tirx.IntImm("int32", 1), tirx.IntImm("int32", 0))
+            rounded = (high + half - ties_down) >> r
+        shifted = rounded + zero_point[0]
+        return te.max(te.min(shifted, tirx.IntImm("int32", int(info.max))), tirx.IntImm("int32", int(info.min))).astype(out_dtype)
+
+    out = te.compute(dims(*shape), body, name="requantize")
+    return te.create_prim_func([acc, bias, mult, left, right, zero_point, out])

@@ -17,7 +17,10 @@ Requantization is TFLite's ``MultiplyByQuantizedMultiplier`` (a 31-bit
 fixed-point multiplier and a shift per channel, ``QuantizeMultiplier`` of the
 real scale, rounding as gemmlowp's ``SaturatingRoundingDoublingHighMul`` and
 ``RoundingDivideByPOT`` do), computed in int64 so it is exact; FULLY_CONNECTED
-rounds once instead, as LiteRT's reference kernel does.  What is left
+rounds once instead, as LiteRT's reference kernel does: over 200 random inputs
+on two one-op models each, two roundings differed from it on 2-5 outputs and
+one rounding on none, while the convolutions matched two roundings on every
+output.  What is left
 in float is SOFTMAX (its input and output quantization included): it is not a
 convolution or matmul, and it is one op on ten values.
 
@@ -80,8 +83,9 @@ def _const(value, dtype: str):
 
 
 def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
-    """``MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` in int64 Relax ops; per-channel arrays
-    broadcast over the last axis (channels-last), scalars over everything.
+    """``MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` in int64 Relax ops (ADD, MUL, MEAN;
+    convolutions and dense layers use :func:`qbench.tvm_avx2_int8_kernels.requantize_prim_func`, the
+    same arithmetic as one kernel); per-channel arrays broadcast over the last axis, scalars over all.
 
     Written so each intermediate is used once or twice (a scheduler that inlines the chain copies a
     subexpression once per use).  Two identities make that possible:
@@ -109,26 +113,6 @@ def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
         return high
     ties_down = op.multiply(op.astype(op.less(high, c(0)), "int64"), c((half > 0).astype(np.int64)))
     return op.right_shift(op.subtract(op.add(high, c(half)), ties_down), c(right))
-
-
-def _rescale_single_rounding(acc, multiplier: np.ndarray, shift: np.ndarray):
-    """``(acc * multiplier + 2**(30 - shift)) >> (31 - shift)``: one rounding, ties up.
-
-    LiteRT's reference FULLY_CONNECTED requantizes this way, not with the two roundings its
-    convolutions use: over 200 random inputs on two one-op models each, double rounding differed
-    from it on 2-5 outputs and this on none, while the convolutions matched double rounding on
-    every output (``tests/test_tvm_int8_lowering.py`` holds both)."""
-    from tvm import relax
-
-    op = relax.op
-    total = 31 - np.asarray(shift, np.int64)
-
-    def c(a):
-        a = np.asarray(a, np.int64)
-        return _const(a.reshape(()) if a.size == 1 else a, "int64")
-
-    product = op.multiply(op.astype(acc, "int64"), c(multiplier))
-    return op.right_shift(op.add(product, c(np.int64(1) << (total - 1))), c(total))
 
 
 def _to_int8(value64, zero_point: int, out_dtype: str):
@@ -308,16 +292,36 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
             acc = op.matmul(data, w32, out_dtype="int32")
     if kind == "conv2d" and int(core.attrs.groups) > 1:
         kind += "-depthwise"
+    channel_bias = np.zeros(channels, np.int32)
     if "biased" in m:
         bias = _int_const_tensor(m["bias"].args[0])
         if bias is None or bias.dtype != np.int32:
             return None
-        acc = op.add(acc, _const(bias, "int32"))
+        channel_bias = np.broadcast_to(bias.ravel(), (channels,)).astype(np.int32)
     # TFLite: effective scale = double(input scale) * double(filter scale) / double(output scale)
     mult, shift = quantize_multiplier(float(sx.reshape(())) * sw / float(sy.reshape(())))
     lowering.counts[kind] += 1
-    rescale = _rescale_single_rounding if kind == "dense" else _rescale
-    return _to_int8(rescale(acc, mult, shift), int(zy.reshape(())), str(out.ty.dtype))
+    shape = tuple(int(v) for v in out.ty.shape.values)
+    return _requantize(acc, shape, channel_bias, mult, shift, int(zy.reshape(())), str(out.ty.dtype), kind == "dense", lowering)
+
+
+def _requantize(acc, shape, bias, mult, shift, zero_point: int, out_dtype: str, single_rounding: bool, lowering: _Lowering):
+    """``call_tir`` of :func:`qbench.tvm_avx2_int8_kernels.requantize_prim_func` on an int32 accumulator."""
+    from tvm import relax
+
+    from qbench import tvm_avx2_int8_kernels as kernels
+
+    key = (shape, out_dtype, single_rounding)
+    gvar = lowering.kernel("requantize", key, lambda: kernels.requantize_prim_func(*key))
+    args = [
+        acc,
+        _const(bias, "int32"),
+        _const(mult.astype(np.int32), "int32"),
+        _const(np.maximum(shift, 0).astype(np.int32), "int32"),
+        _const(np.maximum(-shift, 0).astype(np.int32), "int32"),
+        _const(np.array([zero_point], np.int32), "int32"),
+    ]
+    return relax.call_tir(gvar, relax.Tuple(args), out_ty=relax.TensorType(shape, out_dtype))
 
 
 def _rewrite_two_inputs(kind: str, m: dict, lowering: _Lowering):

@@ -3,9 +3,10 @@
 Three layers:
 
 1. The fixed-point requantization: ``quantize_multiplier`` against its
-   definition, and the Relax int64 ``_rescale`` against an independent
-   pure-Python gemmlowp (``SaturatingRoundingDoublingHighMul`` then
-   ``RoundingDivideByPOT``, with C's truncating division).
+   definition; the Relax int64 ``_rescale`` (ADD, MUL, MEAN) and the
+   requantize kernel (convolutions, dense) against an independent pure-Python
+   gemmlowp (``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``,
+   with C's truncating division) and against one-rounding for dense.
 2. One-op int8 models (CONV_2D with per-channel scales, 3x3 and 1x1,
    DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's
    full-integer PTQ (the 1x1 convolution and one dense layer are shaped to
@@ -73,35 +74,66 @@ def test_numpy_rescale_is_tflites_gemmlowp(acc, real):
 
 
 @functools.cache
-def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple, single: bool = False):
+def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple):
+    """The Relax int64 rescale (ADD, MUL, MEAN) on a (4, channels) int32 accumulator."""
     import tvm
     from tvm import relax
 
-    from qbench.tvm_int8_lowering import _rescale, _rescale_single_rounding
-
-    rescale = _rescale_single_rounding if single else _rescale
+    from qbench.tvm_int8_lowering import _rescale
 
     x = relax.Var("acc", relax.TensorType((4, channels), "int32"))
     bb = relax.BlockBuilder()
     with bb.function("main", [x]):
-        out = bb.emit(rescale(x, np.array(multipliers, np.int64), np.array(shifts, np.int64)))
+        out = bb.emit(_rescale(x, np.array(multipliers, np.int64), np.array(shifts, np.int64)))
         bb.emit_func_output(out)
     vm = relax.VirtualMachine(tvm.compile(bb.get(), target="llvm"), tvm.cpu())
     return lambda a: vm["main"](tvm.runtime.tensor(a)).numpy()
 
 
-@pytest.mark.parametrize("single", [False, True], ids=["two-roundings", "one-rounding"])
+@functools.cache
+def _compiled_requantize(channels: int, single: bool):
+    """The conv/dense requantize kernel (int8 out) on a (4, channels) int32 accumulator."""
+    import tvm
+
+    from qbench.tvm_avx2_int8_kernels import requantize_prim_func
+
+    lib = tvm.compile(tvm.IRModule({"main": requantize_prim_func((4, channels), "int8", single)}), target="llvm")
+    return lib["main"]
+
+
+scale_lists = st.integers(1, 4).flatmap(lambda n: st.lists(st.floats(2.0**-20, 4.0), min_size=n, max_size=n))
+
+
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_relax_rescale_matches_tflite_per_channel(single, data):
-    channels = data.draw(st.integers(1, 4), label="channels")
-    real = data.draw(st.lists(st.floats(2.0**-20, 4.0), min_size=channels, max_size=channels), label="scales")
+@given(scale_lists, st.data())
+def test_relax_rescale_matches_gemmlowp_per_channel(real, data):
     m, s = quantize_multiplier(real)
-    acc = data.draw(hnp.arrays(np.int32, (4, channels), elements=st.integers(-(2**22), 2**22)), label="acc")
-    got = _compiled_rescale(channels, tuple(m.tolist()), tuple(s.tolist()), single)(acc)
+    acc = data.draw(hnp.arrays(np.int32, (4, len(real)), elements=st.integers(-(2**22), 2**22)), label="acc")
+    got = _compiled_rescale(len(real), tuple(m.tolist()), tuple(s.tolist()))(acc)
+    assert got.tolist() == [[_gemmlowp(int(v), int(m[c]), int(s[c])) for c, v in enumerate(row)] for row in acc]
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["two-roundings", "one-rounding"])
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(real=scale_lists, zero_point=st.integers(-128, 127), data=st.data())
+def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
+    """bias add, TFLite's requantization (two roundings, or one for FULLY_CONNECTED), zero point, clamp."""
+    import tvm
+
+    m, s = quantize_multiplier(real)
+    n = len(real)
+    acc = data.draw(hnp.arrays(np.int32, (4, n), elements=st.integers(-(2**22), 2**22)), label="acc")
+    bias = data.draw(hnp.arrays(np.int32, n, elements=st.integers(-(2**16), 2**16)), label="bias")
+    args = [acc, bias, m.astype(np.int32), np.maximum(s, 0).astype(np.int32), np.maximum(-s, 0).astype(np.int32)]
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (*args, np.array([zero_point], np.int32))]
+    out = tvm.runtime.tensor(np.zeros((4, n), np.int8))
+    _compiled_requantize(n, single)(*args, out)
     oracle = _single_rounding if single else _gemmlowp
-    want = [[oracle(int(acc[i, c]), int(m[c]), int(s[c])) for c in range(channels)] for i in range(4)]
-    assert got.tolist() == want
+    want = [
+        [min(127, max(-128, oracle(int(v) + int(bias[c]), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)]
+        for row in acc
+    ]
+    assert out.numpy().tolist() == want
 
 
 # ------------------------------------------------- 2. one-op models vs LiteRT's reference kernels
