@@ -17,6 +17,7 @@ VECTOR_LANES = 8  # int32 / float32 lanes in an AVX2 register
 # Below this many loop iterations a kernel runs on one thread: at 64x64 every kernel is under it, and
 # waking TVM's thread pool ~100 times per inference tripled the latency (0.405 vs 1.214 ms, one probe).
 MIN_PARALLEL_ITERATIONS = 1 << 21
+ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**18 iterations
 
 
 def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
@@ -58,11 +59,19 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
                 if sch.get(block).name_hint.startswith(avx2.BLOCK):
                     avx2.schedule_block(sch, info, parallel=work is not None and work >= min_parallel_iterations)
                     continue
-                if outer and work is not None and work >= min_parallel_iterations:
+                # an elementwise iteration (a requantize) costs about what a reduction's whole inner step does
+                threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
+                if outer and work is not None and work >= threshold:
                     sch.parallel(sch.fuse(*outer))
                 extent = sch.get(inner).extent
-                if isinstance(extent, tirx.IntImm) and int(extent) >= VECTOR_LANES and int(extent) % VECTOR_LANES == 0:
-                    _, lanes = sch.split(inner, factors=[None, VECTOR_LANES])
+                # int16 products: 16 lanes fill a register (vpmullw); everything else is 32-bit, 8 lanes
+                width = 2 * VECTOR_LANES if sch.get(block).name_hint.startswith(avx2.SPATIAL_BLOCK) else VECTOR_LANES
+                if isinstance(extent, tirx.IntImm) and int(extent) % width:
+                    width = VECTOR_LANES
+                if isinstance(extent, tirx.IntImm) and int(extent) >= width and int(extent) % width == 0:
+                    channel_blocks, lanes = sch.split(inner, factors=[None, width])
+                    if reduce:  # one register of accumulators per channel block, across the whole reduction
+                        sch.reorder(channel_blocks, *reduce, lanes)
                     sch.vectorize(lanes)
                 if reduce:
                     sch.decompose_reduction(block, reduce[0])

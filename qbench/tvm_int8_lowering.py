@@ -6,8 +6,11 @@ than LiteRT int8, and rounding differently from it).  This pass rewrites those
 patterns into what TFLite's reference kernels compute:
 
 * CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: ``(x - zx)`` convolved or
-  multiplied with the int8 weights into int32 (``out_dtype="int32"``), plus the
-  int32 bias, then requantized per output channel;
+  multiplied with the int8 weights into int32, plus the int32 bias, then
+  requantized per output channel, through the kernels of
+  :mod:`qbench.tvm_avx2_int8_kernels` (``vpmaddwd`` pairs for 1x1 and dense,
+  int16 products for KxK and depthwise; Relax's int32 ``conv2d``/``matmul``
+  where a shape does not fit them);
 * ADD and MUL: TFLite's integer formulas (for ADD: both inputs shifted left by
   20 bits and rescaled, summed, rescaled again);
 * MEAN: the int32 sum, rescaled in fixed point as LiteRT's reference kernel
@@ -249,6 +252,40 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
     return relax.call_tir(gvar, relax.Tuple([data, packed]), out_ty=relax.TensorType((*lead, out_channels), "int32"))
 
 
+def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
+    """The int32 accumulator of a KxK conv2d (regular or depthwise, NHWC) through
+    :func:`qbench.tvm_avx2_int8_kernels.spatial_conv_prim_func` (int16 products), or None."""
+    from tvm import relax
+
+    from qbench import tvm_avx2_int8_kernels as kernels
+
+    op = relax.op
+    a = core.attrs
+    data_shape = tuple(int(v) for v in x.ty.shape.values)
+    out_shape = tuple(int(v) for v in out.ty.shape.values)
+    groups = int(a.groups)
+    depthwise = groups > 1
+    if a.data_layout != "NHWC" or a.out_layout != "NHWC" or len(data_shape) != 4:
+        return None
+    if depthwise and not (a.kernel_layout == "HWOI" and groups == data_shape[3] == out_shape[3] and weight.shape[3] == 1):
+        return None
+    if not depthwise and a.kernel_layout != "HWIO":
+        return None
+    key = (
+        data_shape,
+        tuple(weight.shape),
+        out_shape,
+        tuple(int(v) for v in a.strides),
+        tuple(int(v) for v in a.padding),
+        tuple(int(v) for v in a.dilation),
+        depthwise,
+    )
+    gvar = lowering.kernel(kernels.SPATIAL_BLOCK, key, lambda: kernels.spatial_conv_prim_func(*key))
+    data = op.subtract(op.astype(x, "int16"), _const(int(zx.reshape(())), "int16"))
+    args = relax.Tuple([data, _const(weight.astype(np.int16), "int16")])
+    return relax.call_tir(gvar, args, out_ty=relax.TensorType(out_shape, "int32"))
+
+
 def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
     """conv2d (plain or depthwise) / matmul with int8 weights -> int32 accumulate + bias -> per-channel requantize."""
     from tvm import relax
@@ -271,6 +308,8 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
     acc = _pairwise_kernel(kind, core, x, zx, weight, out, lowering)
     if acc is not None:
         lowering.counts["via vpmaddwd"] += 1
+    elif kind == "conv2d" and (acc := _spatial_kernel(core, x, zx, weight, out, lowering)) is not None:
+        lowering.counts["via int16 products"] += 1
     else:
         data = op.subtract(op.astype(x, "int32"), _const(int(zx.reshape(())), "int32"))
         w32 = _const(weight.astype(np.int32), "int32")

@@ -209,9 +209,9 @@ def _run_reference(ref, inputs):
 
 
 EXPECTED_PATTERN = {
-    "conv2d": ("conv2d",),
+    "conv2d": ("conv2d", "via int16 products"),
     "pointwise": ("conv2d", "via vpmaddwd"),
-    "depthwise": ("conv2d-depthwise",),
+    "depthwise": ("conv2d-depthwise", "via int16 products"),
     "dense": ("dense",),
     "dense-pairs": ("dense", "via vpmaddwd"),
     "add": ("add", "mul"),  # the second input goes through a MUL first
