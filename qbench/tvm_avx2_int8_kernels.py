@@ -34,6 +34,14 @@ LANES = 8  # int32 outputs per vpmaddwd
 PAIR = 2
 
 
+def dims(*values):
+    """TIR int64 extents: Relax shapes are int64, and a kernel's buffers must say so too (FuseTIR
+    refuses to map an int32-shaped buffer onto an int64-shaped tensor)."""
+    from tvm import tirx
+
+    return tuple(tirx.IntImm("int64", int(v)) for v in values)
+
+
 def qualifies(in_channels: int, out_channels: int) -> bool:
     return in_channels % PAIR == 0 and out_channels % LANES == 0
 
@@ -46,10 +54,7 @@ def pack_weights(weight_ic_oc: np.ndarray) -> np.ndarray:
 
 def matmul_prim_func(lead: tuple[int, ...], in_channels: int, out_channels: int):
     """``out[..., oc] = sum_ic int32(data[..., ic]) * int32(w[ic, oc])`` over packed int16 weights."""
-    from tvm import te, tirx
-
-    def dims(*values):  # Relax shapes are int64: the kernel's buffers must say so too
-        return tuple(tirx.IntImm("int64", int(v)) for v in values)
+    from tvm import te
 
     data = te.placeholder(dims(*lead, in_channels), "int16", name="data")
     packed = te.placeholder(dims(in_channels // PAIR, out_channels // LANES, LANES, PAIR), "int16", name="packed")
@@ -133,9 +138,6 @@ def requantize_prim_func(shape: tuple[int, ...], out_dtype: str, single_rounding
     ``(acc * M + 2**(30 - shift)) >> (31 - shift)``."""
     from tvm import te, tirx
 
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", int(v)) for v in values)
-
     channels = shape[-1]
     acc = te.placeholder(dims(*shape), "int32", name="acc")
     bias, mult, left, right = (te.placeholder(dims(channels), "int32", name=n) for n in ("bias", "mult", "left", "right"))
@@ -186,9 +188,6 @@ def spatial_conv_prim_func(
     instead of ``vpmulld`` (8 lanes, slower).  ``padding`` is (top, left, bottom, right), filled
     with 0 (the input zero point after subtracting it)."""
     from tvm import te, tirx
-
-    def dims(*values):
-        return tuple(tirx.IntImm("int64", int(v)) for v in values)
 
     n, height, width, channels = data_shape
     kh, kw = weight_shape[0], weight_shape[1]
