@@ -70,7 +70,10 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
                     width = VECTOR_LANES
                 if isinstance(extent, tirx.IntImm) and int(extent) >= width and int(extent) % width == 0:
                     channel_blocks, lanes = sch.split(inner, factors=[None, width])
-                    if reduce:  # one register of accumulators per channel block, across the whole reduction
+                    if reduce and sch.get(block).name_hint.startswith(avx2.SPATIAL_BLOCK):
+                        # KxK taps: one register of accumulators per channel block across the taps.  Not for
+                        # Relax's float convolutions: there it made tvm-avx2-fp32 slower (0.285 -> 0.360 ms at
+                        # 64x64, 10.7 -> 15.2 ms at 224x224, one run each), the weight rows read with a stride
                         sch.reorder(channel_blocks, *reduce, lanes)
                     sch.vectorize(lanes)
                 if reduce:

@@ -53,7 +53,7 @@ def _measured(session, variant: str, threads: int, what=lambda runner: runner.os
 
 TVM_SERIAL = pytest.mark.xfail(
     strict=True,
-    reason="qbench's TVM schedule keeps kernels under 2M loop iterations serial (every kernel of the test model; "
+    reason="qbench's TVM schedule keeps small kernels serial (every kernel of the test model; "
     "no TVMBackendParallelLaunch in the .so): its pool is sized by the option (test below) but the kernels run on one thread",
 )
 
