@@ -30,7 +30,7 @@ from qbench.quant import QParams
 
 TVM_MCPU = "core-avx2"
 # Bump when the Relax passes before compilation change: cached .so files are rebuilt.
-TVM_PIPELINE = "integer-lowering-4+cpu-fused+inline-vectorize-4+vpmaddwd-1+requantize-kernel-1+int16-products-1"
+TVM_PIPELINE = "integer-lowering-4+cpu-fused+inline-vectorize-4+vpmaddwd-2+requantize-kernel-1+int16-products-1"
 
 
 def tvm_target_spec(threads: int) -> dict:
