@@ -64,7 +64,7 @@ def test_unloadable_model_stops_the_session_with_one_line(tmp_path):
     assert proc.stdout.count("could not be loaded") <= 3  # error line, short summary, interruption notice
 
 
-def test_end_to_end_smoke_run(smoke_run):
+def test_end_to_end_smoke_run(smoke_run, smoke_report):
     build, proc = smoke_run
     out = proc.stdout
     assert proc.returncode == 0, out[-5000:] + proc.stderr[-3000:]
@@ -76,7 +76,7 @@ def test_end_to_end_smoke_run(smoke_run):
     assert "qbench summary" in out
     for variant in DEFAULT_VARIANTS:
         assert f"| {variant} | " in out
-    data = json.loads((build / "report" / "summary.json").read_text())
+    data = json.loads((smoke_report / "summary.json").read_text())
     rows = {r["variant"]: r for r in data["rows"]}
     assert set(rows) == set(DEFAULT_VARIANTS)
     assert all(r["status"] == "ok" for r in rows.values())
@@ -92,10 +92,10 @@ def test_end_to_end_smoke_run(smoke_run):
     # no portable baseline for the smoke model: the gate says what it could not gate, in one line
     assert "qbench gate: nothing to gate against" in out
     assert data["environment"]["calibration_split"] == "train"
-    assert (build / "report" / "summary.md").read_text().startswith("# qbench summary")
+    assert (smoke_report / "summary.md").read_text().startswith("# qbench summary")
     # the page people look at, and its figures
-    assert (build / "report" / "index.html").stat().st_size > 10_000
-    figures = {p.name for p in (build / "report" / "figures").glob("*.png")}
+    assert (smoke_report / "index.html").stat().st_size > 10_000
+    figures = {p.name for p in (smoke_report / "figures").glob("*.png")}
     assert {"accuracy_latency.png", "latency_distributions.png", "calibration.png", "layer_snr.png"} <= figures
     assert {f"confusion_{v}.png" for v in DEFAULT_VARIANTS} <= figures
     # nothing half-written left in the cache
