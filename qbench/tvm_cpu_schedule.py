@@ -35,14 +35,18 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
             infos = normalize_prim_func(sch)
             if infos is None:
                 return None
+
+            def name(block_rv) -> str:
+                return sch.get(block_rv).name_hint
+
             # a vpmaddwd block must read its int16 data from a buffer: keep its producers out of inlining
             keep = set()
             for info in infos:
-                if sch.get(info.block_rv).name_hint.startswith(avx2.BLOCK):
-                    keep.add(sch.get(info.block_rv).name_hint)
-                    keep.update(sch.get(b).name_hint for b in sch.get_producers(info.block_rv))
-            kept = [i for i in infos if sch.get(i.block_rv).name_hint in keep]
-            infos = try_inline(sch, [i for i in infos if sch.get(i.block_rv).name_hint not in keep]) + kept
+                if name(info.block_rv).startswith(avx2.BLOCK):
+                    keep.add(name(info.block_rv))
+                    keep.update(name(b) for b in sch.get_producers(info.block_rv))
+            kept = [i for i in infos if name(i.block_rv) in keep]
+            infos = try_inline(sch, [i for i in infos if name(i.block_rv) not in keep]) + kept
             for info in infos:
                 kinds, block = info.dom_kind(), info.block_rv
                 loops = sch.get_loops(block)
@@ -56,7 +60,7 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
                 sch.reorder(*outer, *reduce, inner)
                 extents = [sch.get(loop).extent for loop in loops]
                 work = _product(extents)
-                if sch.get(block).name_hint.startswith(avx2.BLOCK):
+                if name(block).startswith(avx2.BLOCK):
                     avx2.schedule_block(sch, info, parallel=work is not None and work >= min_parallel_iterations)
                     continue
                 # an elementwise iteration (a requantize) costs about what a reduction's whole inner step does
@@ -65,12 +69,12 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
                     sch.parallel(sch.fuse(*outer))
                 extent = sch.get(inner).extent
                 # int16 products: 16 lanes fill a register (vpmullw); everything else is 32-bit, 8 lanes
-                width = 2 * VECTOR_LANES if sch.get(block).name_hint.startswith(avx2.SPATIAL_BLOCK) else VECTOR_LANES
+                width = 2 * VECTOR_LANES if name(block).startswith(avx2.SPATIAL_BLOCK) else VECTOR_LANES
                 if isinstance(extent, tirx.IntImm) and int(extent) % width:
                     width = VECTOR_LANES
                 if isinstance(extent, tirx.IntImm) and int(extent) >= width and int(extent) % width == 0:
                     channel_blocks, lanes = sch.split(inner, factors=[None, width])
-                    if reduce and sch.get(block).name_hint.startswith(avx2.SPATIAL_BLOCK):
+                    if reduce and name(block).startswith(avx2.SPATIAL_BLOCK):
                         # KxK taps: one register of accumulators per channel block across the taps.  Not for
                         # Relax's float convolutions: there it made tvm-avx2-fp32 slower (0.285 -> 0.360 ms at
                         # 64x64, 10.7 -> 15.2 ms at 224x224, one run each), the weight rows read with a stride

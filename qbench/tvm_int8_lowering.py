@@ -64,20 +64,6 @@ def quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
     return mult, shift
 
 
-def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
-    """TFLite's ``MultiplyByQuantizedMultiplier`` on int arrays (numpy oracle for the Relax version)."""
-    x = np.asarray(x, np.int64)
-    multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    ab = (x << left) * multiplier
-    t = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = np.where(t >= 0, t >> 31, -((-t) >> 31))  # C's truncating division by 2**31
-    mask = (np.int64(1) << right) - 1
-    threshold = (mask >> 1) + (high < 0)
-    return (high >> right) + ((high & mask) > threshold)
-
-
 # ------------------------------------------------------------------------ the same, as Relax
 def _const(value, dtype: str):
     from tvm import relax
@@ -94,8 +80,8 @@ def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
     subexpression once per use).  Two identities make that possible:
     ``SaturatingRoundingDoublingHighMul(a, b)`` is ``(a*b + 2**30) >> 31`` (gemmlowp's sign-dependent
     nudge and C's truncating division cancel out), and ``RoundingDivideByPOT(x, e)`` is
-    ``(x + 2**(e-1) - (x < 0)) >> e`` for ``e > 0``.  :func:`multiply_by_quantized_multiplier` is the
-    literal transcription; the tests check both against TFLite's definition."""
+    ``(x + 2**(e-1) - (x < 0)) >> e`` for ``e > 0``.  The tests check it against a literal
+    transcription of TFLite's definition."""
     from tvm import relax
 
     op = relax.op
@@ -118,6 +104,13 @@ def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
     return op.right_shift(op.subtract(op.add(high, c(half)), ties_down), c(right))
 
 
+def _centred(x, zero_point: int, dtype: str):
+    """``x - zero_point`` in ``dtype`` (wide enough for 255 in magnitude: int16 or wider)."""
+    from tvm import relax
+
+    return relax.op.subtract(relax.op.astype(x, dtype), _const(zero_point, dtype))
+
+
 def _to_int8(value64, zero_point: int, out_dtype: str):
     """``value + zero_point``, clamped to ``out_dtype``'s range and cast."""
     from tvm import relax
@@ -137,18 +130,13 @@ def _numpy(expr) -> np.ndarray | None:
     return None
 
 
-def _scalar(expr) -> float | None:
-    a = _numpy(expr)
-    return None if a is None or a.size != 1 else a.reshape(()).item()
-
-
 def _qparams(call):
     """(data, scale array, zero-point array, axis) of a ``relax.dequantize``/``quantize`` call."""
     return call.args[0], _numpy(call.args[1]), _numpy(call.args[2]), int(call.attrs.axis)
 
 
 def _int_const_tensor(expr) -> np.ndarray | None:
-    """An integer weight: a constant, a constant through ``permute_dims``, or a constant through ``reshape``."""
+    """An integer weight: a constant, or a constant through ``permute_dims``."""
     from tvm import relax
 
     a = _numpy(expr)
@@ -227,7 +215,6 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
 
     from qbench import tvm_avx2_int8_kernels as avx2
 
-    op = relax.op
     if kind == "conv2d":
         a = core.attrs
         pointwise = (
@@ -247,7 +234,7 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
     lead = tuple(int(v) for v in out.ty.shape.values[:-1])
     shape = (lead, in_channels, out_channels)
     gvar = lowering.kernel(avx2.BLOCK, shape, lambda: avx2.matmul_prim_func(*shape))
-    data = op.subtract(op.astype(x, "int16"), _const(int(zx.reshape(())), "int16"))
+    data = _centred(x, int(zx.reshape(())), "int16")
     packed = _const(avx2.pack_weights(weight), "int16")
     return relax.call_tir(gvar, relax.Tuple([data, packed]), out_ty=relax.TensorType((*lead, out_channels), "int32"))
 
@@ -259,7 +246,6 @@ def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
 
     from qbench import tvm_avx2_int8_kernels as kernels
 
-    op = relax.op
     a = core.attrs
     data_shape = tuple(int(v) for v in x.ty.shape.values)
     out_shape = tuple(int(v) for v in out.ty.shape.values)
@@ -281,8 +267,7 @@ def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
         depthwise,
     )
     gvar = lowering.kernel(kernels.SPATIAL_BLOCK, key, lambda: kernels.spatial_conv_prim_func(*key))
-    data = op.subtract(op.astype(x, "int16"), _const(int(zx.reshape(())), "int16"))
-    args = relax.Tuple([data, _const(weight.astype(np.int16), "int16")])
+    args = relax.Tuple([_centred(x, int(zx.reshape(())), "int16"), _const(weight.astype(np.int16), "int16")])
     return relax.call_tir(gvar, args, out_ty=relax.TensorType(out_shape, "int32"))
 
 
@@ -311,7 +296,7 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
     elif kind == "conv2d" and (acc := _spatial_kernel(core, x, zx, weight, out, lowering)) is not None:
         lowering.counts["via int16 products"] += 1
     else:
-        data = op.subtract(op.astype(x, "int32"), _const(int(zx.reshape(())), "int32"))
+        data = _centred(x, int(zx.reshape(())), "int32")
         w32 = _const(weight.astype(np.int32), "int32")
         if kind == "conv2d":
             a = core.attrs
@@ -375,8 +360,7 @@ def _rewrite_two_inputs(kind: str, m: dict, lowering: _Lowering):
         return None
     sa, sb, sy = (float(v.reshape(())) for v in (sa, sb, sy))
     za, zb, zy = (int(v.reshape(())) for v in (za, zb, zy))
-    a64 = op.subtract(op.astype(a, "int64"), _const(za, "int64"))
-    b64 = op.subtract(op.astype(b, "int64"), _const(zb, "int64"))
+    a64, b64 = _centred(a, za, "int64"), _centred(b, zb, "int64")
     if kind == "add":
         twice_max = 2.0 * max(sa, sb)
         ma, sha = quantize_multiplier(sa / twice_max)
@@ -409,8 +393,7 @@ def _rewrite_mean(kind: str, m: dict, lowering: _Lowering):
     count = int(np.prod([shape[a] for a in axes]))
     (mult,), (shift,) = quantize_multiplier(float(sx.reshape(())) / float(sy.reshape(())))
     fold = min(count.bit_length() - 1, 32, 31 + int(shift))
-    centred = op.subtract(op.astype(x, "int32"), _const(int(zx.reshape(())), "int32"))
-    total = op.sum(centred, axis=axes, keepdims=bool(core.attrs.keepdims))
+    total = op.sum(_centred(x, int(zx.reshape(())), "int32"), axis=axes, keepdims=bool(core.attrs.keepdims))
     value = _rescale(total, np.int64((int(mult) << fold) // count), np.int64(int(shift) - fold))
     lowering.counts[kind] += 1
     return _to_int8(value, int(zy.reshape(())), str(out.ty.dtype))
