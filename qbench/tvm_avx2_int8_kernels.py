@@ -116,16 +116,19 @@ def register_intrinsic() -> str:
     return INTRIN
 
 
-def schedule_block(sch, info, parallel: bool) -> None:
-    """Output channels split by 8 and tensorized with the pair reduction, up to 4 blocks of 8 per
-    input pair (:data:`OUTPUT_BLOCKS`); the pixel loops outermost.
+def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None) -> None:
+    """Output channels split by 8 and tensorized with the pair reduction, ``output_blocks`` blocks of
+    8 per input pair (by default the most of :data:`OUTPUT_BLOCKS` that divides the channel count;
+    a count that does not divide it falls back to that); the pixel loops outermost.
     ``info`` is DLight's SBlockInfo: its iters, in block-iter order, name each iter's loop."""
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
     pair, k = [it.loop_rv for it in info.iters if it.kind == "R"]
     oc_outer, oc_inner = sch.split(oc, [None, LANES])
     blocks = int(sch.get(oc_outer).extent)
-    unrolled = next(b for b in OUTPUT_BLOCKS if blocks % b == 0)
+    unrolled = (
+        output_blocks if output_blocks and blocks % output_blocks == 0 else next(b for b in OUTPUT_BLOCKS if blocks % b == 0)
+    )
     oc_outer, oc_unrolled = sch.split(oc_outer, [None, unrolled])
     sch.reorder(*lead, oc_outer, pair, oc_unrolled, oc_inner, k)
     if parallel and lead:

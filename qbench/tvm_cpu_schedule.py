@@ -13,6 +13,8 @@ spatial loops in parallel when the kernel is big enough to pay for it.  It is a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 VECTOR_LANES = 8  # int32 / float32 lanes in an AVX2 register
 # Below this many loop iterations a kernel runs on one thread: at 64x64 every kernel is under it, and
 # waking TVM's thread pool ~100 times per inference tripled the latency (0.405 vs 1.214 ms, one probe).
@@ -20,96 +22,151 @@ MIN_PARALLEL_ITERATIONS = 1 << 21
 ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**18 iterations
 
 
-def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
-    """The DLight rule (a class instance); built lazily so importing qbench does not import TVM."""
-    from tvm import s_tir, tirx
-    from tvm.s_tir.dlight import ScheduleRule, normalize_prim_func, try_inline
+@dataclass(frozen=True)
+class Knobs:
+    """One point of the schedule's design space.  ``None`` leaves a choice to the heuristics below, so
+    ``Knobs()`` is the default schedule; :mod:`qbench.tvm_tuning` measures the other points."""
+
+    parallel: bool | None = None  # run the outer spatial loops on the thread pool
+    lanes: int | None = None  # vector width of the innermost channel loop (not for vpmaddwd blocks)
+    output_blocks: int | None = None  # vpmaddwd blocks: 8-channel output blocks per input pair
+    taps_in_registers: bool | None = None  # KxK int16 products: accumulate across the taps in registers
+
+
+def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS) -> bool:
+    """Schedule one fused kernel in place (inline, order loops, vectorize, maybe parallel); False when
+    the kernel is not a loop nest this schedule understands (then ``sch`` is left as it was)."""
+    from tvm import tirx
+    from tvm.s_tir.dlight import normalize_prim_func, try_inline
 
     from qbench import tvm_avx2_int8_kernels as avx2
+
+    infos = normalize_prim_func(sch)
+    if infos is None:
+        return False
+
+    def name(block_rv) -> str:
+        return sch.get(block_rv).name_hint
+
+    # a vpmaddwd block must read its int16 data from a buffer: keep its producers out of inlining
+    keep = set()
+    for info in infos:
+        if name(info.block_rv).startswith(avx2.BLOCK):
+            keep.add(name(info.block_rv))
+            keep.update(name(b) for b in sch.get_producers(info.block_rv))
+    kept = [i for i in infos if name(i.block_rv) in keep]
+    infos = try_inline(sch, [i for i in infos if name(i.block_rv) not in keep]) + kept
+    for info in infos:
+        kinds, block = info.dom_kind(), info.block_rv
+        loops = sch.get_loops(block)
+        if "O" in kinds or len(loops) != len(kinds):
+            continue
+        spatial = [it.loop_rv for it in info.iters if it.kind == "S"]  # block-iter order: channels last
+        reduce = [it.loop_rv for it in info.iters if it.kind == "R"]
+        if not spatial:
+            continue
+        inner, outer = spatial[-1], spatial[:-1]
+        sch.reorder(*outer, *reduce, inner)
+        work = _product([sch.get(loop).extent for loop in loops])
+        # an elementwise iteration (a requantize) costs about what a reduction's whole inner step does
+        threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
+        parallel = knobs.parallel if knobs.parallel is not None else work is not None and work >= threshold
+        if name(block).startswith(avx2.BLOCK):
+            avx2.schedule_block(sch, info, parallel=parallel, output_blocks=knobs.output_blocks)
+            continue
+        if outer and parallel:
+            sch.parallel(sch.fuse(*outer))
+        extent = sch.get(inner).extent
+        spatial_conv = name(block).startswith(avx2.SPATIAL_BLOCK)
+        # int16 products: 16 lanes fill a register (vpmullw); everything else is 32-bit, 8 lanes
+        width = knobs.lanes or (2 * VECTOR_LANES if spatial_conv else VECTOR_LANES)
+        if isinstance(extent, tirx.IntImm) and int(extent) % width:
+            width = VECTOR_LANES
+        if isinstance(extent, tirx.IntImm) and int(extent) >= width and int(extent) % width == 0:
+            channel_blocks, lanes = sch.split(inner, factors=[None, width])
+            taps_in_registers = knobs.taps_in_registers if knobs.taps_in_registers is not None else spatial_conv
+            if reduce and spatial_conv and taps_in_registers:
+                # KxK taps: one register of accumulators per channel block across the taps.  Not for
+                # Relax's float convolutions: there it made tvm-avx2-fp32 slower (0.285 -> 0.360 ms at
+                # 64x64, 10.7 -> 15.2 ms at 224x224, one run each), the weight rows read with a stride
+                sch.reorder(channel_blocks, *reduce, lanes)
+            sch.vectorize(lanes)
+        if reduce:
+            sch.decompose_reduction(block, reduce[0])
+    return True
+
+
+def _product(extents):
+    from tvm import tirx
+
+    total = 1
+    for e in extents:
+        if not isinstance(e, tirx.IntImm):
+            return None
+        total *= int(e)
+    return total
+
+
+def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS, knobs: Knobs = Knobs()):
+    """:func:`schedule_kernel` with the same ``knobs`` for every kernel, as a DLight rule (a class instance); built lazily so
+    importing qbench does not import TVM."""
+    from tvm import s_tir, tirx
+    from tvm.s_tir.dlight import ScheduleRule
 
     class InlineParallelVectorize(ScheduleRule):
         def apply(self, func, target, _tunable):
             if not isinstance(func, tirx.PrimFunc):
                 return None
             sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if infos is None:
-                return None
-
-            def name(block_rv) -> str:
-                return sch.get(block_rv).name_hint
-
-            # a vpmaddwd block must read its int16 data from a buffer: keep its producers out of inlining
-            keep = set()
-            for info in infos:
-                if name(info.block_rv).startswith(avx2.BLOCK):
-                    keep.add(name(info.block_rv))
-                    keep.update(name(b) for b in sch.get_producers(info.block_rv))
-            kept = [i for i in infos if name(i.block_rv) in keep]
-            infos = try_inline(sch, [i for i in infos if name(i.block_rv) not in keep]) + kept
-            for info in infos:
-                kinds, block = info.dom_kind(), info.block_rv
-                loops = sch.get_loops(block)
-                if "O" in kinds or len(loops) != len(kinds):
-                    continue
-                spatial = [it.loop_rv for it in info.iters if it.kind == "S"]  # block-iter order: channels last
-                reduce = [it.loop_rv for it in info.iters if it.kind == "R"]
-                if not spatial:
-                    continue
-                inner, outer = spatial[-1], spatial[:-1]
-                sch.reorder(*outer, *reduce, inner)
-                extents = [sch.get(loop).extent for loop in loops]
-                work = _product(extents)
-                if name(block).startswith(avx2.BLOCK):
-                    avx2.schedule_block(sch, info, parallel=work is not None and work >= min_parallel_iterations)
-                    continue
-                # an elementwise iteration (a requantize) costs about what a reduction's whole inner step does
-                threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
-                if outer and work is not None and work >= threshold:
-                    sch.parallel(sch.fuse(*outer))
-                extent = sch.get(inner).extent
-                # int16 products: 16 lanes fill a register (vpmullw); everything else is 32-bit, 8 lanes
-                width = 2 * VECTOR_LANES if name(block).startswith(avx2.SPATIAL_BLOCK) else VECTOR_LANES
-                if isinstance(extent, tirx.IntImm) and int(extent) % width:
-                    width = VECTOR_LANES
-                if isinstance(extent, tirx.IntImm) and int(extent) >= width and int(extent) % width == 0:
-                    channel_blocks, lanes = sch.split(inner, factors=[None, width])
-                    if reduce and name(block).startswith(avx2.SPATIAL_BLOCK):
-                        # KxK taps: one register of accumulators per channel block across the taps.  Not for
-                        # Relax's float convolutions: there it made tvm-avx2-fp32 slower (0.285 -> 0.360 ms at
-                        # 64x64, 10.7 -> 15.2 ms at 224x224, one run each), the weight rows read with a stride
-                        sch.reorder(channel_blocks, *reduce, lanes)
-                    sch.vectorize(lanes)
-                if reduce:
-                    sch.decompose_reduction(block, reduce[0])
-            return sch
-
-    def _product(extents):
-        total = 1
-        for e in extents:
-            if not isinstance(e, tirx.IntImm):
-                return None
-            total *= int(e)
-        return total
+            return sch if schedule_kernel(sch, knobs, min_parallel_iterations) else None
 
     return InlineParallelVectorize()
 
 
-def cpu_pipeline(target, min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS):
-    """Relax's CPU pipeline with :func:`schedule_rule` applied to every fused kernel after fusion."""
+def fusion_passes(target) -> list:
+    """Relax's CPU passes up to and including operator fusion: what the tuner extracts kernels from."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+
+    return cpu_generic.library_dispatch_passes(target) + cpu_generic.legalize_passes(target)
+
+
+def cpu_pipeline(
+    target,
+    min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS,
+    database=None,
+    applied: dict | None = None,
+    knobs: Knobs = Knobs(),
+):
+    """Relax's CPU pipeline: fusion, then each kernel's schedule from ``database`` (a MetaSchedule
+    database, see :mod:`qbench.tvm_tuning`) where it has one and :func:`schedule_rule` with
+    ``knobs`` for the rest.
+    ``applied``, if given, receives how many kernels came from the database (key ``tuned``)."""
     import tvm
+    from tvm import relax, tirx
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
     from tvm.s_tir import dlight
 
     @tvm.transform.module_pass(opt_level=0)
+    def count_tuned(mod, _ctx):
+        if applied is not None:
+            kernels = [f for f in mod.functions.values() if isinstance(f, tirx.PrimFunc) and f.attrs is not None]
+            applied["tuned"] = sum(1 for f in kernels if "tirx.is_scheduled" in f.attrs)
+        return mod
+
+    @tvm.transform.module_pass(opt_level=0)
     def pipeline(mod, _ctx):
-        with target:
-            return tvm.transform.Sequential(
-                cpu_generic.library_dispatch_passes(target)
-                + cpu_generic.legalize_passes(target)
-                + [dlight.ApplyDefaultSchedule(schedule_rule(min_parallel_iterations))]
+        with target:  # MetaScheduleApplyDatabase reads the target when it is made
+            tuned = [relax.transform.MetaScheduleApplyDatabase(), count_tuned] if database is not None else []
+            passes = tvm.transform.Sequential(
+                fusion_passes(target)
+                + tuned
+                + [dlight.ApplyDefaultSchedule(schedule_rule(min_parallel_iterations, knobs))]
                 + cpu_generic.dataflow_lower_passes(target)
                 + cpu_generic.finalize_passes(target)
-            )(mod)
+            )
+            if database is None:
+                return passes(mod)
+            with database:
+                return passes(mod)
 
     return pipeline

@@ -7,7 +7,9 @@ int32 kernels and requantizes the way TFLite's reference kernels do.  Both TVM
 variants compile with Relax's CPU pipeline (legalize, then operator fusion)
 plus :mod:`qbench.tvm_cpu_schedule`'s default schedule (inline, vectorize over
 channels, parallel when big enough), not ``tvm.compile``'s fusion-free,
-unscheduled default.
+unscheduled default.  Kernels found in a tuning database
+(:mod:`qbench.tvm_tuning`: the user's ``build/tvm-tuning/``, then the
+committed one) take their tuned schedule instead.
 
 The artifact is an exported ``.so`` (kernels plus weights); the input and
 output quantization come from the int8 model, recorded in the sidecar JSON.
@@ -27,6 +29,7 @@ from qbench.backends.base import Runner, Variant
 from qbench.backends.tflite import tflite_io_params
 from qbench.errors import QBenchError
 from qbench.quant import QParams
+from qbench.tvm_tuning_database import database_digest, database_dirs
 
 TVM_MCPU = "core-avx2"
 # Bump when the Relax passes before compilation change: cached .so files are rebuilt.
@@ -67,16 +70,20 @@ def relax_module(tflite_bytes: bytes):
     return lower_int8(import_tflite(tflite_bytes))
 
 
-def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int) -> dict:
-    """Relax TFLite frontend -> integer lowering -> fused, scheduled CPU pipeline for AVX2 -> export_library(.so).
+def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int, tuning: list[Path] = ()) -> dict:
+    """Relax TFLite frontend -> integer lowering -> fused CPU pipeline for AVX2, each kernel scheduled
+    from the ``tuning`` databases (:mod:`qbench.tvm_tuning`) or by the default rule -> export_library(.so).
     Returns metadata."""
     import tvm
 
     from qbench.tvm_cpu_schedule import cpu_pipeline
+    from qbench.tvm_tuning_database import open_database
 
     mod, lowered = relax_module(tflite_bytes)
     target = tvm.target.Target(tvm_target_spec(threads))
-    executable = tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target))
+    applied = {"tuned": 0}
+    pipeline = cpu_pipeline(target, database=open_database(list(tuning)), applied=applied)
+    executable = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     executable.export_library(str(out_so))
     return {
         "target": tvm_target_spec(threads),
@@ -84,6 +91,7 @@ def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int) -> dict:
         "tvm_version": tvm.__version__,
         "pipeline": TVM_PIPELINE,
         "integer_lowered": lowered,
+        "tuning": {"databases": [str(d) for d in tuning], "tuned_kernels": applied["tuned"]},
     }
 
 
@@ -143,8 +151,15 @@ def _build_from(source: str):
     def build(ctx, out: Path) -> dict:
         model = ctx.artifact(source)
         meta = tflite_io_params(model.path)
-        ctx.progress(f"compiling {model.path.name} with TVM for {TVM_MCPU}")
-        meta.update(compile_tvm(model.path.read_bytes(), out, ctx.settings.threads))
+        tuning = database_dirs(ctx.settings.build_dir)
+        ctx.progress(
+            f"compiling {model.path.name} with TVM for {TVM_MCPU}"
+            + (f" (tuned kernels from {', '.join(map(str, tuning))})" if tuning else "")
+        )
+        meta.update(compile_tvm(model.path.read_bytes(), out, ctx.settings.threads, tuning))
+        if tuning:
+            tuned = meta["tuning"]["tuned_kernels"]
+            ctx.progress(f"TVM: {tuned} kernels of {model.path.name} took their schedule from a tuning database")
         meta["source"] = model.path.name
         return meta
 
@@ -159,7 +174,12 @@ def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
         build=_build_from(source),
         load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads, name),
         derives_from=source,
-        cache_key=lambda ctx: (version("apache-tvm"), tvm_target_spec(ctx.settings.threads), TVM_PIPELINE),
+        cache_key=lambda ctx: (
+            version("apache-tvm"),
+            tvm_target_spec(ctx.settings.threads),
+            TVM_PIPELINE,
+            database_digest(database_dirs(ctx.settings.build_dir)),
+        ),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
         **kw,
     )
