@@ -18,6 +18,7 @@ the benchmarks and ``.ci/run`` only read databases.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tune(args) -> int:
+    # read when TVM's thread pool starts; unset, TVM takes half the hardware threads (1 of 2 here)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import tvm
 
     from qbench.backends.tvm import relax_module, tvm_target_spec

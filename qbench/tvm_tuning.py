@@ -29,7 +29,6 @@ the thread pool waking up or not) rather than alone in a loop.
 from __future__ import annotations
 
 import collections
-import os
 import shutil
 import statistics
 import time
@@ -146,7 +145,9 @@ def tune(
     progress: Progress = print,
 ) -> TuningRun:
     """Tune every kernel of the Relax ``modules`` (as the TVM variants compile them) over
-    :func:`knob_grid` and write the kept kernels to ``out_dir`` (merged with what it holds)."""
+    :func:`knob_grid` and write the kept kernels to ``out_dir`` (merged with what it holds).
+    TVM's thread pool must already have the target's core count (``TVM_NUM_THREADS``, read when the
+    pool starts; unset, TVM takes half the hardware threads: 1 of 2 here)."""
     import tvm
     from scipy.stats import mannwhitneyu
     from tvm import relax
@@ -154,9 +155,12 @@ def tune(
     from qbench.tvm_cpu_schedule import cpu_pipeline
 
     threads = int(target.attrs.get("num-cores", 1))
-    # TVM's thread pool reads this when it starts; unset, it takes half the hardware threads (1 of 2
-    # here), and every parallel kernel would be timed on one core
-    os.environ["TVM_NUM_THREADS"] = str(threads)
+    pool = int(tvm.get_global_func("runtime.NumThreads")())
+    if pool != threads:
+        progress(
+            f"tune: warning: TVM's thread pool has {pool} threads, the target {threads} cores: set TVM_NUM_THREADS={threads} "
+            "before TVM starts (python -m qbench.tune does), or parallel kernels are timed on the wrong number of cores"
+        )
     started = time.monotonic()
     run = TuningRun()
     names = []  # per module: kernel name -> structural hash
