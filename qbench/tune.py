@@ -41,6 +41,7 @@ def built_models(build_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     from qbench.fingerprint import usable_cores
+    from qbench.tvm_tuning import knob_grid
 
     parser = argparse.ArgumentParser(prog="python -m qbench.tune", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--build-dir", type=Path, default=Path("build"), help="qbench's build directory (default: build)")
     parser.add_argument("--output", type=Path, help="database directory to write (default: BUILD_DIR/tvm-tuning)")
-    parser.add_argument("--trials", type=int, help="try at most this many schedule choices per kernel (default: all 11)")
+    parser.add_argument(
+        "--trials", type=int, help=f"try at most this many schedule choices per kernel (default: all {len(knob_grid())})"
+    )
     parser.add_argument("--time-budget", type=float, default=1800.0, help="stop after this many seconds (default: 1800)")
     parser.add_argument("--threads", type=int, default=usable_cores(), help="TVM threads (default: the usable cores)")
     args = parser.parse_args(argv)

@@ -116,10 +116,12 @@ def register_intrinsic() -> str:
     return INTRIN
 
 
-def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None) -> None:
+def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, pixels: int | None = None) -> None:
     """Output channels split by 8 and tensorized with the pair reduction, ``output_blocks`` blocks of
     8 per input pair (by default the most of :data:`OUTPUT_BLOCKS` that divides the channel count;
-    a count that does not divide it falls back to that); the pixel loops outermost.
+    a count that does not divide it falls back to that); the pixel loops outermost.  With ``pixels``
+    (dividing the innermost pixel loop), that many neighbouring pixels share each input pair's
+    weight loads: ``pixels x output_blocks`` accumulators.
     ``info`` is DLight's SBlockInfo: its iters, in block-iter order, name each iter's loop."""
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
@@ -130,12 +132,18 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None) 
         output_blocks if output_blocks and blocks % output_blocks == 0 else next(b for b in OUTPUT_BLOCKS if blocks % b == 0)
     )
     oc_outer, oc_unrolled = sch.split(oc_outer, [None, unrolled])
-    sch.reorder(*lead, oc_outer, pair, oc_unrolled, oc_inner, k)
+    neighbours = []
+    if pixels and pixels > 1 and lead and int(sch.get(lead[-1]).extent) % pixels == 0:
+        pixel_outer, pixel_inner = sch.split(lead[-1], [None, pixels])
+        lead, neighbours = [*lead[:-1], pixel_outer], [pixel_inner]
+    sch.reorder(*lead, oc_outer, pair, *neighbours, oc_unrolled, oc_inner, k)
     if parallel and lead:
         sch.parallel(sch.fuse(*lead))
     sch.decompose_reduction(block, pair)
     sch.tensorize(oc_inner, register_intrinsic())
     sch.unroll(oc_unrolled)
+    for loop in neighbours:
+        sch.unroll(loop)
 
 
 def requantize_prim_func(shape: tuple[int, ...], out_dtype: str, single_rounding: bool):

@@ -31,6 +31,7 @@ class Knobs:
     lanes: int | None = None  # vector width of the innermost channel loop (not for vpmaddwd blocks)
     output_blocks: int | None = None  # vpmaddwd blocks: 8-channel output blocks per input pair
     taps_in_registers: bool | None = None  # KxK int16 products: accumulate across the taps in registers
+    pixels: int | None = None  # vpmaddwd blocks: neighbouring pixels sharing each weight load
 
 
 def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS) -> bool:
@@ -72,7 +73,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
         parallel = knobs.parallel if knobs.parallel is not None else work is not None and work >= threshold
         if name(block).startswith(avx2.BLOCK):
-            avx2.schedule_block(sch, info, parallel=parallel, output_blocks=knobs.output_blocks)
+            avx2.schedule_block(sch, info, parallel=parallel, output_blocks=knobs.output_blocks, pixels=knobs.pixels)
             continue
         if outer and parallel:
             sch.parallel(sch.fuse(*outer))

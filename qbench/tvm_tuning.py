@@ -57,6 +57,9 @@ def knob_grid():
                 points.append(Knobs(parallel=parallel, lanes=lanes, output_blocks=blocks))
     points.append(Knobs(taps_in_registers=False))
     points.append(Knobs(parallel=True, taps_in_registers=False))
+    for parallel in (None, False, True):
+        points.append(Knobs(parallel=parallel, pixels=2))
+    points.append(Knobs(output_blocks=2, pixels=2))
     return points
 
 

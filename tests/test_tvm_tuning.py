@@ -39,7 +39,7 @@ def _run(mod, target, database=None, applied=None):
 
     pipeline = cpu_pipeline(target, database=database, applied=applied)
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
-    x = np.random.default_rng(0).integers(-128, 128, (1, 6, 7, 10)).astype(np.int8)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 6, 8, 10)).astype(np.int8)
     return vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
 
 
@@ -50,7 +50,7 @@ def test_a_database_is_applied_at_build_time_and_computes_what_the_default_sched
 
     mod, target = _pointwise_module(), _target()
     grid = knob_grid()
-    other = grid.index(Knobs(parallel=True, lanes=16, output_blocks=2))
+    other = grid.index(Knobs(parallel=True, pixels=2))
     run = TuningRun()
     for name, (key, workload) in kernels_of(fused_module(mod, target)).items():
         # as if the other choice had measured twice as fast: every kernel is kept
