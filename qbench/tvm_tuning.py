@@ -17,8 +17,8 @@ database that does not make every model faster (one-sided Mann-Whitney U,
 p < :data:`CHECK_ALPHA`) is not written.
 
 Why not MetaSchedule's own search: its generic design space lost to the hand
-schedule on every kernel probed (1.2-2.2x slower on six 224x224 depthwise
-kernels, 8-44x on three 64x64 ones, 16 trials each; both sides timed in one
+schedule on every kernel probed (1.2-2.2x slower on six 224x224 3x3
+kernels, 8-44x on three of the 32x32 smoke model's, 16 trials each; both sides timed in one
 process whose TVM thread pool had one thread, see :func:`tune`).  The
 choices here are few (:func:`knob_grid`), so they are enumerated, not
 searched, and timing them inside the model costs one build per choice for
