@@ -7,7 +7,9 @@ is right for one kernel on one CPU is a measurement.  The tuner builds the
 whole model once per point of :func:`knob_grid` (every kernel scheduled with
 that point's choices), times every kernel where it runs, inside the model,
 all builds interleaved round by round, and keeps for each kernel the point
-that beat the default choices by :data:`MIN_GAIN`.  The kept schedules go
+that beat the default choices by :data:`MIN_GAIN`, if it still does inside the
+build that puts all the kept choices together (timed again, interleaved with
+the default build).  The kept schedules go
 into a MetaSchedule database (workload + trace records,
 :mod:`qbench.tvm_tuning_database`), which
 ``relax.transform.MetaScheduleApplyDatabase`` applies at build time; kernels
@@ -71,13 +73,20 @@ class Kernel:
     workload: object  # IRModule {"main": the unscheduled PrimFunc}
     seconds: dict[int, float] = field(default_factory=dict)  # grid index -> median seconds per inference
 
+    reverted: bool = False  # its choice lost its gain inside the tuned build
+
     @property
     def best(self) -> int:
         return min(self.seconds, key=self.seconds.__getitem__) if self.seconds else 0
 
     @property
     def kept(self) -> bool:
-        return 0 in self.seconds and self.best != 0 and self.seconds[self.best] < (1 - MIN_GAIN) * self.seconds[0]
+        return (
+            not self.reverted
+            and 0 in self.seconds
+            and self.best != 0
+            and self.seconds[self.best] < (1 - MIN_GAIN) * self.seconds[0]
+        )
 
 
 @dataclass
@@ -99,7 +108,8 @@ class TuningRun:
             f"[qbench] {len(self.kernels)} kernels x {self.points} schedule choices, "
             f"timed inside the model in {self.seconds:.0f} s"
             + (" (time budget spent)" if self.stopped_early else "")
-            + f"; {len(kept)} kernels faster than their default schedule by at least {MIN_GAIN:.0%}:"
+            + f"; {len(kept)} kernels faster than their default schedule by at least {MIN_GAIN:.0%}"
+            + f", in the build of that choice and in the tuned build ({sum(k.reverted for k in self.kernels.values())} were not):"
         ]
         for k in kept:
             lines.append(
@@ -198,12 +208,29 @@ def tune(
     for kernel in run.kernels.values():
         while kernel.kept and _schedule(kernel, grid[kernel.best]) is None:
             del kernel.seconds[kernel.best]  # that choice schedules this kernel as the default does
+
+    def build_tuned(staging):
+        database = open_database([staging])
+        pipeline = cpu_pipeline(target, database=database)
+        return [_vm(tvm.compile(mod, target=target, relax_pipeline=pipeline), relax) for mod in modules]
+
     staging = _stage(run, grid, target, out_dir)
     try:
-        tuned = [
-            _vm(tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, database=open_database([staging]))), relax)
-            for mod in modules
-        ]
+        tuned = build_tuned(staging)
+        # the choices were timed each in a build where every kernel made the same choice; next to the
+        # other kernels' own choices a kernel can lose what it gained (the thread pool asleep or not)
+        progress(f"tune: timing the kept kernels inside the tuned build, {ROUNDS} rounds interleaved with the default build")
+        again = _profile([builds[0], tuned], inputs, names)
+        for key, kernel in run.kernels.items():
+            if not (kernel.kept and (0, key) in again and (1, key) in again):
+                continue
+            kernel.reverted = statistics.median(again[(1, key)]) >= (1 - MIN_GAIN) * statistics.median(again[(0, key)])
+        reverted = sum(1 for k in run.kernels.values() if k.reverted)
+        if reverted:
+            progress(f"tune: {reverted} kernels were not faster inside the tuned build: they keep the default schedule")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging = _stage(run, grid, target, out_dir)
+            tuned = build_tuned(staging)
         progress(f"tune: checking the tuned build against the default one, {CHECK_ROUNDS} interleaved rounds")
         for default_fn, tuned_fn, x in zip(builds[0], tuned, inputs, strict=True):
             default_s, tuned_s = _ab(default_fn, tuned_fn, x)
