@@ -145,3 +145,29 @@ def test_tune_on_a_file_that_is_not_a_tflite_model_is_one_line(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "model" in err.lower(), err
     assert not (tmp_path / "db").exists()
+
+
+def test_tune_finds_the_newest_int8_and_fp32_tflite_of_each_model(tmp_path):
+    import os
+
+    from qbench.tune import built_models
+
+    variants = tmp_path / "variants"
+    made = {}
+    for model in ("aaa", "bbb"):
+        for i, name in enumerate(
+            ["tflite-int8-old.tflite", "tflite-int8-new.tflite", "tflite-fp32-x.tflite", "tflite-fp16-y.tflite"]
+        ):
+            path = variants / model / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            os.utime(path, (1_000_000 + i, 1_000_000 + i))
+            made[(model, name)] = path
+    (variants / "aaa" / "calibration").mkdir()
+    (variants / "aaa" / "calibration" / "tflite-int8-cal.tflite").write_bytes(b"x")
+    assert built_models(tmp_path) == [
+        made[("aaa", "tflite-int8-new.tflite")],
+        made[("aaa", "tflite-fp32-x.tflite")],
+        made[("bbb", "tflite-int8-new.tflite")],
+        made[("bbb", "tflite-fp32-x.tflite")],
+    ]
