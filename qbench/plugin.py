@@ -264,6 +264,15 @@ def reference_notes(session) -> list[str]:
                 else ""
             )
         )
+    tuned = {name: meta["tuning"] for name, meta in session.built_metadata().items() if "tuning" in meta}
+    if tuned:
+        notes.append(
+            "TVM kernels with tuned schedules: "
+            + ", ".join(f"{name} {info['tuned_kernels']}" for name, info in sorted(tuned.items()))
+            + " (from "
+            + (", ".join(sorted({d for info in tuned.values() for d in info["databases"]})) or "no tuning database")
+            + "); the others take the default schedule. `python -m qbench.tune` tunes this model for this CPU."
+        )
     return notes
 
 

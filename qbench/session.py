@@ -186,6 +186,10 @@ class QBenchSession:
             self.results.setdefault(variant, VariantResult(variant)).size_bytes = self._artifacts[variant].size_bytes
         return self._artifacts[variant]
 
+    def built_metadata(self) -> dict[str, dict]:
+        """Variant -> its artifact's sidecar metadata, for the variants built (or loaded) so far."""
+        return {name: dict(art.meta) for name, art in self._artifacts.items() if art.meta}
+
     def _load(self, variant: str, options: dict):
         art = self.artifact(variant)
         return self._start(variant, art.path, art.meta, options)
