@@ -38,14 +38,15 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
             raise OSError(f"writer produced no data for {target}")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; cache files should look like any other file
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; cache files should look like any other file
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

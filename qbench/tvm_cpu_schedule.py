@@ -109,8 +109,8 @@ def _product(extents):
 
 
 def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS, knobs: Knobs = Knobs()):
-    """:func:`schedule_kernel` with the same ``knobs`` for every kernel, as a DLight rule (a class instance); built lazily so
-    importing qbench does not import TVM."""
+    """:func:`schedule_kernel` with the same ``knobs`` for every kernel, as a DLight rule (a class
+    instance); built lazily so importing qbench does not import TVM."""
     from tvm import s_tir, tirx
     from tvm.s_tir.dlight import ScheduleRule
 

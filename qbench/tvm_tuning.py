@@ -74,6 +74,7 @@ class Kernel:
     seconds: dict[int, float] = field(default_factory=dict)  # grid index -> median seconds per inference
 
     reverted: bool = False  # its choice lost its gain inside the tuned build
+    schedule: object = None  # the s_tir.Schedule of its kept choice (set by _choose)
 
     @property
     def best(self) -> int:
@@ -205,16 +206,14 @@ def tune(
     for (index, key), samples in per_round.items():
         kernel = run.kernels[key]
         kernel.seconds[index] = sorted(samples)[len(samples) // 2]
-    for kernel in run.kernels.values():
-        while kernel.kept and _schedule(kernel, grid[kernel.best]) is None:
-            del kernel.seconds[kernel.best]  # that choice schedules this kernel as the default does
+    _choose(run, grid)
 
     def build_tuned(staging):
         database = open_database([staging])
         pipeline = cpu_pipeline(target, database=database)
         return [_vm(tvm.compile(mod, target=target, relax_pipeline=pipeline), relax) for mod in modules]
 
-    staging = _stage(run, grid, target, out_dir)
+    staging = _stage(run, target, out_dir)
     try:
         tuned = build_tuned(staging)
         # the choices were timed each in a build where every kernel made the same choice; next to the
@@ -229,7 +228,7 @@ def tune(
         if reverted:
             progress(f"tune: {reverted} kernels were not faster inside the tuned build: they keep the default schedule")
             shutil.rmtree(staging, ignore_errors=True)
-            staging = _stage(run, grid, target, out_dir)
+            staging = _stage(run, target, out_dir)
             tuned = build_tuned(staging)
         progress(f"tune: checking the tuned build against the default one, {CHECK_ROUNDS} interleaved rounds")
         for default_fn, tuned_fn, x in zip(builds[0], tuned, inputs, strict=True):
@@ -277,8 +276,7 @@ def _example_input(mod):
     import numpy as np
     import tvm
 
-    param = mod["main"].params[0]
-    ty = param.ty if hasattr(param, "ty") else param.struct_info
+    ty = mod["main"].params[0].ty
     shape, dtype = [int(d) for d in ty.shape], str(ty.dtype)
     rng = np.random.default_rng(0)
     if np.issubdtype(np.dtype(dtype), np.integer):
@@ -333,27 +331,31 @@ def _ab(default_vm, tuned_vm, x) -> tuple[list[float], list[float]]:
     return timings
 
 
-def _schedule(kernel: Kernel, knobs):
-    """The kernel scheduled with ``knobs``, or None when that is what the default choices give."""
+def _choose(run: TuningRun, grid) -> None:
+    """Schedule each kept kernel with its best choice, once; a choice that schedules the kernel as
+    the default does is dropped (its timing was the default's, measured again) and the next best
+    considered."""
     import tvm
     import tvm_ffi
 
     from qbench.tvm_cpu_schedule import Knobs, schedule_kernel
 
-    chosen, default = tvm.s_tir.Schedule(kernel.workload), tvm.s_tir.Schedule(kernel.workload)
-    if not schedule_kernel(chosen, knobs):
-        return None
-    schedule_kernel(default, Knobs())
-    return None if tvm_ffi.structural_equal(chosen.mod, default.mod) else chosen
-
-
-def _stage(run: TuningRun, grid, target, out_dir: Path) -> Path:
-    """This run's kept kernels (with the schedules they chose) staged as a database for ``out_dir``."""
-    records = []
     for kernel in run.kernels.values():
-        sch = _schedule(kernel, grid[kernel.best]) if kernel.kept else None
-        if sch is not None:
-            records.append((kernel.workload, sch.trace, kernel.seconds[kernel.best]))
+        if not kernel.kept:
+            continue
+        default = tvm.s_tir.Schedule(kernel.workload)
+        schedule_kernel(default, Knobs())
+        while kernel.kept:
+            chosen = tvm.s_tir.Schedule(kernel.workload)
+            if schedule_kernel(chosen, grid[kernel.best]) and not tvm_ffi.structural_equal(chosen.mod, default.mod):
+                kernel.schedule = chosen
+                break
+            del kernel.seconds[kernel.best]
+
+
+def _stage(run: TuningRun, target, out_dir: Path) -> Path:
+    """This run's kept kernels (with the schedules :func:`_choose` made) staged as a database for ``out_dir``."""
+    records = [(k.workload, k.schedule.trace, k.seconds[k.best]) for k in run.kernels.values() if k.kept]
     measured = {key for key, kernel in run.kernels.items() if kernel.seconds}
     return stage(records, target, out_dir, measured)
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from qbench.errors import QBenchError
-from qbench.fsutil import stable_hash
+from qbench.fsutil import current_umask, stable_hash
 
 COMMITTED_DATABASE = Path(__file__).with_name("tvm_tuning_db")
 USER_DATABASE = "tvm-tuning"  # under the build directory, beside variants/
@@ -122,9 +122,7 @@ def install(staging: Path, out_dir: Path) -> int:
         plain = staging / name
         (staging / (name + ".xz")).write_bytes(lzma.compress(plain.read_bytes(), preset=9))
         plain.unlink()
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(staging, 0o777 & ~mask)  # mkdtemp makes 0700; a database should look like any directory
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a database should look like any directory
     retired = None
     if out_dir.exists():
         retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

@@ -45,7 +45,7 @@ def _run(mod, target, database=None, applied=None):
 
 def test_a_database_is_applied_at_build_time_and_computes_what_the_default_schedule_does(tmp_path):
     from qbench.tvm_cpu_schedule import Knobs
-    from qbench.tvm_tuning import Kernel, TuningRun, _stage, fused_module, kernels_of, knob_grid
+    from qbench.tvm_tuning import Kernel, TuningRun, _choose, _stage, fused_module, kernels_of, knob_grid
     from qbench.tvm_tuning_database import database_digest, install, open_database
 
     mod, target = _pointwise_module(), _target()
@@ -56,7 +56,8 @@ def test_a_database_is_applied_at_build_time_and_computes_what_the_default_sched
         # as if the other choice had measured twice as fast: every kernel is kept
         run.kernels[key] = Kernel(name, workload, seconds={0: 2e-6, other: 1e-6})
     out = tmp_path / "db"
-    written = install(_stage(run, grid, target, out), out)
+    _choose(run, grid)
+    written = install(_stage(run, target, out), out)
     assert written == len(run.kernels) > 0
     assert [p.name for p in tmp_path.iterdir()] == ["db"], "staging directories were left behind"
 
@@ -67,7 +68,7 @@ def test_a_database_is_applied_at_build_time_and_computes_what_the_default_sched
 
     before = database_digest([out])
     run.kernels = dict(list(run.kernels.items())[:1])
-    assert install(_stage(run, grid, target, out), out) == written, "a re-run must keep what it did not measure"
+    assert install(_stage(run, target, out), out) == written, "a re-run must keep what it did not measure"
     assert database_digest([out]) == before
 
 
