@@ -106,22 +106,26 @@ def register_intrinsic() -> str:
         with T.sblock("root"):
             T.reads(C[0:8], A[0:2], B[0:8, 0:2])
             T.writes(C[0:8])
-            pair = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
-            pairs = T.reinterpret(T.broadcast(pair, 8), dtype="int16x16")
+            # one expression, no temporaries: TVM lowers a temporary inside a parallel loop's body to a
+            # TVMBackendAllocWorkspace call per use (two per pixel here), which took most of the time
             C[T.ramp(T.int32(0), 1, 8)] += T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs, B.vload([0, 0], dtype="int16x16"), dtype="int32x8"
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"),
+                B.vload([0, 0], dtype="int16x16"),
+                dtype="int32x8",
             )
 
     s_tir.TensorIntrin.register(INTRIN, desc, impl)
     return INTRIN
 
 
-def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, pixels: int | None = None) -> None:
+def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, pixels: int | None = None, attach=None) -> None:
     """Output channels split by 8 and tensorized with the pair reduction, ``output_blocks`` blocks of
     8 per input pair (by default the most of :data:`OUTPUT_BLOCKS` that divides the channel count;
     a count that does not divide it falls back to that); the pixel loops outermost.  With ``pixels``
     (dividing the innermost pixel loop), that many neighbouring pixels share each input pair's
-    weight loads: ``pixels x output_blocks`` accumulators.
+    weight loads: ``pixels x output_blocks`` accumulators.  ``attach``, if given, is called with the
+    innermost pixel loop to compute the block's consumers under it.
     ``info`` is DLight's SBlockInfo: its iters, in block-iter order, name each iter's loop."""
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
@@ -138,7 +142,10 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, 
         lead, neighbours = [*lead[:-1], pixel_outer], [pixel_inner]
     sch.reorder(*lead, oc_outer, pair, *neighbours, oc_unrolled, oc_inner, k)
     if parallel and lead:
-        sch.parallel(sch.fuse(*lead))
+        lead = [sch.fuse(*lead)]
+        sch.parallel(lead[0])
+    if lead and attach:  # before tensorizing: TVM cannot compute a consumer at a tensorized block's loop
+        attach(lead[-1])
     sch.decompose_reduction(block, pair)
     sch.tensorize(oc_inner, register_intrinsic())
     sch.unroll(oc_unrolled)

@@ -9,6 +9,11 @@ one loop nest, put the reduction loops outside the innermost spatial loop
 (the output channel, contiguous in NHWC) and vectorize that, and run the outer
 spatial loops in parallel when the kernel is big enough to pay for it.  It is a starting point that a tuned schedule
 (MetaSchedule) can replace kernel by kernel.
+
+The 1x1 (vpmaddwd) kernels requantize each pixel's accumulators right after
+computing them, inside the same loop; with that, and with the intrinsic free of
+temporaries (see :mod:`qbench.tvm_avx2_int8_kernels`), no kernel calls TVM's
+workspace allocator per pixel (``tests/test_tvm_cpu_schedule.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class Knobs:
     output_blocks: int | None = None  # vpmaddwd blocks: 8-channel output blocks per input pair
     taps_in_registers: bool | None = None  # KxK int16 products: accumulate across the taps in registers
     pixels: int | None = None  # vpmaddwd blocks: neighbouring pixels sharing each weight load
+    epilogue_per_pixel: bool | None = None  # vpmaddwd blocks: requantize each pixel's accumulators at once
 
 
 def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS) -> bool:
@@ -56,9 +62,13 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
             keep.add(name(info.block_rv))
             keep.update(name(b) for b in sch.get_producers(info.block_rv))
     kept = [i for i in infos if name(i.block_rv) in keep]
-    infos = try_inline(sch, [i for i in infos if name(i.block_rv) not in keep]) + kept
+    # vpmaddwd blocks first: their epilogues (requantize ...) move under their pixel loops, see below
+    infos = kept + try_inline(sch, [i for i in infos if name(i.block_rv) not in keep])
+    attached = set()
     for info in infos:
         kinds, block = info.dom_kind(), info.block_rv
+        if name(block) in attached:
+            continue
         loops = sch.get_loops(block)
         if "O" in kinds or len(loops) != len(kinds):
             continue
@@ -73,7 +83,14 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
         parallel = knobs.parallel if knobs.parallel is not None else work is not None and work >= threshold
         if name(block).startswith(avx2.BLOCK):
-            avx2.schedule_block(sch, info, parallel=parallel, output_blocks=knobs.output_blocks, pixels=knobs.pixels)
+            consumers = sch.get_consumers(block)
+            attach = None
+            if knobs.epilogue_per_pixel is not False:
+
+                def attach(pixel_loop, consumers=consumers):
+                    attached.update(_attach_epilogue(sch, consumers, pixel_loop))
+
+            avx2.schedule_block(sch, info, parallel, knobs.output_blocks, knobs.pixels, attach)
             continue
         if outer and parallel:
             sch.parallel(sch.fuse(*outer))
@@ -95,6 +112,28 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         if reduce:
             sch.decompose_reduction(block, reduce[0])
     return True
+
+
+def _attach_epilogue(sch, consumers, pixel_loop) -> list[str]:
+    """Compute a vpmaddwd block's elementwise ``consumers`` (its requantize epilogue) under
+    ``pixel_loop``, vectorized over channels, so each pixel's int32 accumulators are requantized
+    while they are in L1; returns the consumers' names.  Without it the accumulators of a whole
+    layer (4.8 MB at 112x112x96) were one workspace allocation per call and went through memory
+    and back before the epilogue read them."""
+    from tvm import tirx
+
+    names = []
+    for consumer in consumers:
+        try:
+            sch.reverse_compute_at(consumer, pixel_loop)
+        except Exception:  # noqa: BLE001 - TVM's ScheduleError: this consumer stays a loop nest of its own
+            continue
+        inner = sch.get_loops(consumer)[-1]
+        extent = sch.get(inner).extent
+        if isinstance(extent, tirx.IntImm) and int(extent) % VECTOR_LANES == 0:
+            sch.vectorize(sch.split(inner, factors=[None, VECTOR_LANES])[1])
+        names.append(sch.get(consumer).name_hint)
+    return names
 
 
 def _product(extents):

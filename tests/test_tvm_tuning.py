@@ -31,13 +31,13 @@ def _target():
     return tvm.target.Target(tvm_target_spec(2))
 
 
-def _run(mod, target, database=None, applied=None):
+def _run(mod, target, database=None, applied=None, knobs=None):
     import tvm
     from tvm import relax
 
-    from qbench.tvm_cpu_schedule import cpu_pipeline
+    from qbench.tvm_cpu_schedule import Knobs, cpu_pipeline
 
-    pipeline = cpu_pipeline(target, database=database, applied=applied)
+    pipeline = cpu_pipeline(target, database=database, applied=applied, knobs=knobs or Knobs())
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
     x = np.random.default_rng(0).integers(-128, 128, (1, 6, 8, 10)).astype(np.int8)
     return vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()

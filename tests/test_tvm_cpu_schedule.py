@@ -1,0 +1,55 @@
+"""The default CPU schedule (:mod:`qbench.tvm_cpu_schedule`): what its generated code must not do.
+
+Why: a kernel can compute the right numbers and still spend most of its time
+in TVM's runtime.  A temporary inside a loop body is lowered to a
+``TVMBackendAllocWorkspace`` / ``TVMBackendFreeWorkspace`` pair per iteration
+(inside a parallel body even when it is a few bytes), and an intermediate the
+size of a whole layer is one more allocation per call and a round trip
+through memory.  Both happened in the 1x1 kernels: per pixel, the vpmaddwd
+intrinsic's two temporaries, and the int32 accumulators of a whole layer
+before the requantize read them.  The speed they cost is the benchmark's to
+show; these tests keep the cause from coming back, on any machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_tvm_tuning import _pointwise_module, _run, _target
+
+
+def _llvm_ir(knobs) -> str:
+    import tvm
+
+    from qbench.tvm_cpu_schedule import cpu_pipeline
+
+    mod, target = _pointwise_module(), _target()
+    executable = tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, knobs=knobs))
+    return "".join(m.inspect_source("ll") for m in executable.mod.imports if m.kind == "llvm")
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_the_pointwise_kernel_allocates_no_workspace(parallel):
+    from qbench.tvm_cpu_schedule import Knobs
+
+    llvm_ir = _llvm_ir(Knobs(parallel=parallel))
+    assert ("TVMBackendParallelLaunch" in llvm_ir) == parallel
+    assert "AllocWorkspace" not in llvm_ir
+
+
+def test_without_the_per_pixel_epilogue_the_layer_sized_accumulator_is_allocated():
+    """The check above can fail: the 6x8x16 int32 accumulator (3 KiB) needs a workspace."""
+    from qbench.tvm_cpu_schedule import Knobs
+
+    assert "AllocWorkspace" in _llvm_ir(Knobs(parallel=True, epilogue_per_pixel=False))
+
+
+def test_the_per_pixel_epilogue_computes_what_the_layer_wide_one_does():
+    import numpy as np
+
+    from qbench.tvm_cpu_schedule import Knobs
+
+    mod, target = _pointwise_module(), _target()
+    np.testing.assert_array_equal(
+        _run(mod, target, knobs=Knobs(parallel=True)), _run(mod, target, knobs=Knobs(parallel=True, epilogue_per_pixel=False))
+    )
