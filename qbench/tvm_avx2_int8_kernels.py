@@ -125,7 +125,7 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, 
     a count that does not divide it falls back to that); the pixel loops outermost.  With ``pixels``
     (dividing the innermost pixel loop), that many neighbouring pixels share each input pair's
     weight loads: ``pixels x output_blocks`` accumulators.  ``attach``, if given, is called with the
-    innermost pixel loop to compute the block's consumers under it.
+    loop over output-channel groups (outside the reduction) to compute the block's consumers under it.
     ``info`` is DLight's SBlockInfo: its iters, in block-iter order, name each iter's loop."""
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
@@ -144,8 +144,8 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, 
     if parallel and lead:
         lead = [sch.fuse(*lead)]
         sch.parallel(lead[0])
-    if lead and attach:  # before tensorizing: TVM cannot compute a consumer at a tensorized block's loop
-        attach(lead[-1])
+    if attach:  # before tensorizing: TVM cannot compute a consumer at a tensorized block's loop
+        attach(oc_outer)
     sch.decompose_reduction(block, pair)
     sch.tensorize(oc_inner, register_intrinsic())
     sch.unroll(oc_unrolled)

@@ -10,10 +10,11 @@ one loop nest, put the reduction loops outside the innermost spatial loop
 spatial loops in parallel when the kernel is big enough to pay for it.  It is a starting point that a tuned schedule
 (MetaSchedule) can replace kernel by kernel.
 
-The 1x1 (vpmaddwd) kernels requantize each pixel's accumulators right after
-computing them, inside the same loop; with that, and with the intrinsic free of
-temporaries (see :mod:`qbench.tvm_avx2_int8_kernels`), no kernel calls TVM's
-workspace allocator per pixel (``tests/test_tvm_cpu_schedule.py``).
+The 1x1 (vpmaddwd) kernels, and the other convolutions when they run in
+parallel, requantize each block of accumulators inside the loop that computes
+it, instead of writing a layer of int32 to memory first; with that, and with
+the intrinsic free of temporaries (see :mod:`qbench.tvm_avx2_int8_kernels`), no
+kernel calls TVM's workspace allocator per pixel (``tests/test_tvm_cpu_schedule.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ VECTOR_LANES = 8  # int32 / float32 lanes in an AVX2 register
 # Below this many loop iterations a kernel runs on one thread: at 64x64 every kernel is under it, and
 # waking TVM's thread pool ~100 times per inference tripled the latency (0.405 vs 1.214 ms, one probe).
 MIN_PARALLEL_ITERATIONS = 1 << 21
+STACK_BYTES = 1024  # TVM's kMaxStackAlloca: a larger temporary is a TVMBackendAllocWorkspace call
 ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**18 iterations
 
 
@@ -37,7 +39,7 @@ class Knobs:
     output_blocks: int | None = None  # vpmaddwd blocks: 8-channel output blocks per input pair
     taps_in_registers: bool | None = None  # KxK int16 products: accumulate across the taps in registers
     pixels: int | None = None  # vpmaddwd blocks: neighbouring pixels sharing each weight load
-    epilogue_per_pixel: bool | None = None  # vpmaddwd blocks: requantize each pixel's accumulators at once
+    epilogue_in_loop: bool | None = None  # reductions: requantize accumulators in the loop that computes them
 
 
 def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS) -> bool:
@@ -85,15 +87,20 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         if name(block).startswith(avx2.BLOCK):
             consumers = sch.get_consumers(block)
             attach = None
-            if knobs.epilogue_per_pixel is not False:
+            if knobs.epilogue_in_loop is not False:
 
-                def attach(pixel_loop, consumers=consumers):
-                    attached.update(_attach_epilogue(sch, consumers, pixel_loop))
+                def attach(loop, consumers=consumers):
+                    attached.update(_attach_epilogue(sch, consumers, loop))
 
             avx2.schedule_block(sch, info, parallel, knobs.output_blocks, knobs.pixels, attach)
             continue
         if outer and parallel:
-            sch.parallel(sch.fuse(*outer))
+            outer = [sch.fuse(*outer)]
+            sch.parallel(outer[0])
+        # KxK / float convolutions: the epilogue in the loop nest only where the kernel runs in parallel
+        # (at 64x64, all serial, it was 5 % slower there; at 224x224 2-4 % faster, interleaved runs)
+        in_loop = knobs.epilogue_in_loop if knobs.epilogue_in_loop is not None else parallel
+        consumers = sch.get_consumers(block) if reduce and in_loop else []
         extent = sch.get(inner).extent
         spatial_conv = name(block).startswith(avx2.SPATIAL_BLOCK)
         # int16 products: 16 lanes fill a register (vpmullw); everything else is 32-bit, 8 lanes
@@ -108,24 +115,28 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
                 # Relax's float convolutions: there it made tvm-avx2-fp32 slower (0.285 -> 0.360 ms at
                 # 64x64, 10.7 -> 15.2 ms at 224x224, one run each), the weight rows read with a stride
                 sch.reorder(channel_blocks, *reduce, lanes)
+                attached.update(_attach_epilogue(sch, consumers, channel_blocks))
+                consumers = []
             sch.vectorize(lanes)
+        if consumers and outer and _fits_on_the_stack(extent):
+            attached.update(_attach_epilogue(sch, consumers, outer[-1]))
         if reduce:
             sch.decompose_reduction(block, reduce[0])
     return True
 
 
-def _attach_epilogue(sch, consumers, pixel_loop) -> list[str]:
-    """Compute a vpmaddwd block's elementwise ``consumers`` (its requantize epilogue) under
-    ``pixel_loop``, vectorized over channels, so each pixel's int32 accumulators are requantized
-    while they are in L1; returns the consumers' names.  Without it the accumulators of a whole
-    layer (4.8 MB at 112x112x96) were one workspace allocation per call and went through memory
-    and back before the epilogue read them."""
+def _attach_epilogue(sch, consumers, loop) -> list[str]:
+    """Compute a convolution's or matmul's elementwise ``consumers`` (its requantize epilogue) under
+    ``loop`` (a pixel or a block of channels), vectorized over channels, so the int32 accumulators
+    are requantized while they are in registers or L1; returns the consumers' names.  Without it
+    the accumulators of a whole layer (4.8 MB at 112x112x96) were one workspace allocation per call
+    and went through memory and back before the epilogue read them."""
     from tvm import tirx
 
     names = []
     for consumer in consumers:
         try:
-            sch.reverse_compute_at(consumer, pixel_loop)
+            sch.reverse_compute_at(consumer, loop)
         except Exception:  # noqa: BLE001 - TVM's ScheduleError: this consumer stays a loop nest of its own
             continue
         inner = sch.get_loops(consumer)[-1]
@@ -134,6 +145,14 @@ def _attach_epilogue(sch, consumers, pixel_loop) -> list[str]:
             sch.vectorize(sch.split(inner, factors=[None, VECTOR_LANES])[1])
         names.append(sch.get(consumer).name_hint)
     return names
+
+
+def _fits_on_the_stack(channels) -> bool:
+    """Whether one pixel's int32 accumulators stay under TVM's stack limit (1 KiB): above it, each
+    pixel's buffer would be a workspace allocation, worse than one per layer."""
+    from tvm import tirx
+
+    return isinstance(channels, tirx.IntImm) and int(channels) * 4 < STACK_BYTES
 
 
 def _product(extents):

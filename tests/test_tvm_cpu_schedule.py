@@ -37,19 +37,22 @@ def test_the_pointwise_kernel_allocates_no_workspace(parallel):
     assert "AllocWorkspace" not in llvm_ir
 
 
-def test_without_the_per_pixel_epilogue_the_layer_sized_accumulator_is_allocated():
+def test_without_the_epilogue_in_the_loop_the_layer_sized_accumulator_is_allocated():
     """The check above can fail: the 6x8x16 int32 accumulator (3 KiB) needs a workspace."""
     from qbench.tvm_cpu_schedule import Knobs
 
-    assert "AllocWorkspace" in _llvm_ir(Knobs(parallel=True, epilogue_per_pixel=False))
+    assert "AllocWorkspace" in _llvm_ir(Knobs(parallel=True, epilogue_in_loop=False))
 
 
-def test_the_per_pixel_epilogue_computes_what_the_layer_wide_one_does():
+@pytest.mark.parametrize("kind", ["pointwise", "conv2d", "depthwise", "depthwise-blocks"])
+def test_the_epilogue_in_the_loop_computes_what_the_layer_wide_one_does(kind):
     import numpy as np
 
+    from qbench.backends.tvm import relax_module
     from qbench.tvm_cpu_schedule import Knobs
+    from tests.test_tvm_int8_lowering import _one_op_case
 
-    mod, target = _pointwise_module(), _target()
-    np.testing.assert_array_equal(
-        _run(mod, target, knobs=Knobs(parallel=True)), _run(mod, target, knobs=Knobs(parallel=True, epilogue_per_pixel=False))
-    )
+    mod, target = relax_module(_one_op_case(kind, 0)[0])[0], _target()
+    for parallel in (True, False):
+        in_loop = _run(mod, target, knobs=Knobs(parallel=parallel, epilogue_in_loop=True))
+        np.testing.assert_array_equal(in_loop, _run(mod, target, knobs=Knobs(parallel=parallel, epilogue_in_loop=False)))

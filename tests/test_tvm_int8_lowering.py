@@ -140,6 +140,9 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "depthwise":
         x = keras.Input((8, 8, 6))
         y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    elif kind == "depthwise-blocks":  # channels a multiple of 16: the epilogue goes under the channel-block loop
+        x = keras.Input((6, 6, 32))
+        y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
     elif kind == "pointwise":  # 1x1, even IC, OC a multiple of 8: the vpmaddwd kernel (even width: pixel pairs)
         x = keras.Input((6, 8, 10))
         y = L.Conv2D(16, 1, activation="relu6")(x)

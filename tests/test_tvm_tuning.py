@@ -39,7 +39,8 @@ def _run(mod, target, database=None, applied=None, knobs=None):
 
     pipeline = cpu_pipeline(target, database=database, applied=applied, knobs=knobs or Knobs())
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
-    x = np.random.default_rng(0).integers(-128, 128, (1, 6, 8, 10)).astype(np.int8)
+    shape = [int(d) for d in mod["main"].params[0].ty.shape]
+    x = np.random.default_rng(0).integers(-128, 128, shape).astype(np.int8)
     return vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()
 
 
