@@ -22,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VECTOR_LANES = 8  # int32 / float32 lanes in an AVX2 register
-# Below this many loop iterations a kernel runs on one thread: at 64x64 every kernel is under it, and
-# waking TVM's thread pool ~100 times per inference tripled the latency (0.405 vs 1.214 ms, one probe).
-MIN_PARALLEL_ITERATIONS = 1 << 21
+# Below this many loop iterations a kernel runs on one thread.  It was 2**21 (every 64x64 kernel serial)
+# while a parallel body still called TVM's workspace allocator per pixel; without that, 2**15 took the
+# 64x64 int8 model from 0.238 to 0.189 ms, tvm-avx2-fp32 from 0.321 to 0.206 ms, 224x224 int8 from
+# 5.37 to 4.94 ms (interleaved, 2 threads); 2**13-2**16 were within noise of each other.
+MIN_PARALLEL_ITERATIONS = 1 << 15
 STACK_BYTES = 1024  # TVM's kMaxStackAlloca: a larger temporary is a TVMBackendAllocWorkspace call
 ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**18 iterations
 

@@ -51,19 +51,12 @@ def _measured(session, variant: str, threads: int, what=lambda runner: runner.os
         runner.close()
 
 
-TVM_SERIAL = pytest.mark.xfail(
-    strict=True,
-    reason="qbench's TVM schedule keeps small kernels serial (every kernel of the test model; "
-    "no TVMBackendParallelLaunch in the .so): its pool is sized by the option (test below) but the kernels run on one thread",
-)
-
-
 def _timed_variants():
     for name in backends.names():
         if name.startswith("tflite-") and name not in ("tflite-fp32", "tflite-int8"):
             continue  # the same LiteRT interpreter and options as those two
         if backends.get(name).default or name.startswith(("openvino", "onnxruntime")):
-            yield pytest.param(name, marks=TVM_SERIAL) if name.startswith("tvm") else name
+            yield name
 
 
 @pytest.mark.parametrize("variant", list(_timed_variants()))
