@@ -118,14 +118,34 @@ def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
     bias = data.draw(hnp.arrays(np.int32, n, elements=st.integers(-(2**16), 2**16)), label="bias")
     args = [acc, bias, m.astype(np.int32), np.maximum(s, 0).astype(np.int32), np.maximum(-s, 0).astype(np.int32)]
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (*args, np.array([zero_point], np.int32))]
-    out = tvm.runtime.tensor(np.zeros((4, n), np.int8))
-    _compiled_requantize(n, single)(*args, out)
     oracle = _single_rounding if single else _gemmlowp
     want = [
         [min(127, max(-128, oracle(int(v) + int(bias[c]), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)]
         for row in acc
     ]
+    out = tvm.runtime.tensor(np.zeros((4, n), np.int8))
+    _compiled_requantize(n, single)(*args, out)
     assert out.numpy().tolist() == want
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["two-roundings", "one-rounding"])
+def test_requantize_kernel_rounds_ties_as_tflite(single):
+    """Power-of-two scales put every other accumulator on an exact tie, negative ones included:
+    where gemmlowp's rounding differs from rounding half up (random accumulators rarely land there)."""
+    import tvm
+
+    real = [0.25, 0.125, 2.0**-5, 2.0**-9]
+    m, s = quantize_multiplier(real)
+    assert (s < 0).all()
+    acc = np.arange(-1024, 1024, dtype=np.int32).reshape(-1, 4)
+    oracle = _single_rounding if single else _gemmlowp
+    for rows in np.split(acc, acc.shape[0] // 4):
+        args = [rows, np.zeros(4, np.int32), m.astype(np.int32), np.zeros(4, np.int32), (-s).astype(np.int32)]
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (*args, np.array([0], np.int32))]
+        out = tvm.runtime.tensor(np.zeros((4, 4), np.int8))
+        _compiled_requantize(4, single)(*args, out)
+        want = [[min(127, max(-128, oracle(int(v), int(m[c]), int(s[c])))) for c, v in enumerate(row)] for row in rows]
+        assert out.numpy().tolist() == want
 
 
 # ------------------------------------------------- 2. one-op models vs LiteRT's reference kernels
