@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 
 
 def load_keras_model(path: Path, what: str = "model file"):
@@ -18,8 +18,7 @@ def load_keras_model(path: Path, what: str = "model file"):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for bad files
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QBenchError(f"{what} {path} could not be loaded ({type(exc).__name__}: {detail[:200]})") from None
+        raise QBenchError(f"{what} {path} could not be loaded ({type(exc).__name__}: {one_line(exc)})") from None
 
 
 def model_io_shape(model) -> tuple[int, int]:

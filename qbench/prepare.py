@@ -19,7 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 
 Progress = Callable[[str], None]
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 builder.build(variant)
             except Exception as exc:
-                message = f"{variant}: build failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+                message = f"{variant}: build failed: {type(exc).__name__}: {one_line(exc, 300)}"
                 print(f"@failed {message}" if child else f"qbench: {message}", flush=True)
                 if child:
                     return 3

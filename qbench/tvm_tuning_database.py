@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 from qbench.fsutil import current_umask, stable_hash
 
 COMMITTED_DATABASE = Path(__file__).with_name("tvm_tuning_db")
@@ -71,9 +71,9 @@ def open_database(dirs: list[Path]):
                     files = [_decompress(f, Path(plain) / f.stem) for f in files]
                 opened.append(ms.database.JSONDatabase(*(str(f) for f in files), allow_missing=False))
         except Exception as exc:
-            raise QBenchError(
-                f"TVM tuning database {d} is unreadable ({_first_line(exc)}): delete it or re-run python -m qbench.tune"
-            ) from None
+            detail = f"{type(exc).__name__}: {one_line(exc)}"
+            fix = "delete it or re-run python -m qbench.tune"
+            raise QBenchError(f"TVM tuning database {d} is unreadable ({detail}): {fix}") from None
     if not opened:
         return None
     return opened[0] if len(opened) == 1 else ms.database.OrderedUnionDatabase(*opened)
@@ -82,11 +82,6 @@ def open_database(dirs: list[Path]):
 def _decompress(source: Path, target: Path) -> Path:
     target.write_bytes(lzma.decompress(source.read_bytes()))
     return target
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1][:200]}" if lines else type(exc).__name__
 
 
 def stage(records: Iterable[tuple], target, out_dir: Path, replaced: set[int]) -> Path:

@@ -82,7 +82,7 @@ class WorkerState:
 
 
 def serve(requests: Connection, replies: Connection) -> None:
-    from qbench.errors import QBenchError
+    from qbench.errors import QBenchError, one_line
 
     state = WorkerState()
     while True:
@@ -96,8 +96,7 @@ def serve(requests: Connection, replies: Connection) -> None:
             replies.send(("error", str(exc)))
         except Exception as exc:  # a runtime's own exception: one line for the parent
             traceback.print_exc()
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            replies.send(("error", f"{type(exc).__name__}: {detail}"))
+            replies.send(("error", f"{type(exc).__name__}: {one_line(exc, 300)}"))
         if op == "quit":
             return
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant, requires_extra
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 from qbench.fingerprint import installed_versions
 
 OPSET = 17
@@ -85,7 +85,7 @@ class ONNXRuntimeRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise QBenchError(f"{variant}: ONNX Runtime cannot load {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+            raise QBenchError(f"{variant}: ONNX Runtime cannot load {path}: {one_line(exc)}") from None
         inp = self.session.get_inputs()[0]
         self._in = inp.name
         self._out = [self.session.get_outputs()[0].name]

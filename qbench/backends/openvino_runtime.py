@@ -30,7 +30,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant, requires_extra
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 from qbench.fingerprint import installed_versions
 
 # Both peers run their float parts in f32, like every other variant (see above).
@@ -107,7 +107,7 @@ class OpenVINORunner(Runner):
         try:
             self.compiled = ov.Core().compile_model(read_ir(path), "CPU", config)
         except RuntimeError as exc:
-            raise QBenchError(f"{variant}: OpenVINO cannot compile {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+            raise QBenchError(f"{variant}: OpenVINO cannot compile {path}: {one_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self.input_shape = tuple(int(d) for d in self.compiled.input(0).get_shape())
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 from qbench.quant import QParams
 
 # LiteRT kernel sets a runner can be loaded with (``kernels=`` option).
@@ -116,7 +116,7 @@ def tflite_io_params(path_or_buf) -> dict:
     try:
         interp = _interpreter(path_or_buf)
     except Exception as exc:
-        raise QBenchError(f"LiteRT cannot load the model: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise QBenchError(f"LiteRT cannot load the model: {one_line(exc)}") from None
     (inp,) = interp.get_input_details()
     (out,) = interp.get_output_details()
 
@@ -162,7 +162,7 @@ class LiteRTRunner(Runner):
             self.interp = _interpreter(model_path, threads, kernels)
             self.interp.allocate_tensors()
         except Exception as exc:
-            raise QBenchError(f"{variant}: LiteRT cannot load {model_path}: {str(exc).strip().splitlines()[0][:200]}") from None
+            raise QBenchError(f"{variant}: LiteRT cannot load {model_path}: {one_line(exc)}") from None
         (inp,) = self.interp.get_input_details()
         (out,) = self.interp.get_output_details()
         self._in, self._out = inp["index"], out["index"]

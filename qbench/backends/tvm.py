@@ -27,7 +27,7 @@ import numpy as np
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
 from qbench.backends.tflite import tflite_io_params
-from qbench.errors import QBenchError
+from qbench.errors import QBenchError, one_line
 from qbench.quant import QParams
 from qbench.tvm_tuning_database import database_digest, database_dirs
 
@@ -59,7 +59,7 @@ def import_tflite(tflite_bytes: bytes):
     try:
         return tvm_tflite.from_tflite(tflite.Model.GetRootAsModel(tflite_bytes, 0))
     except Exception as exc:
-        raise QBenchError(f"TVM's TFLite frontend rejected the model: {type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        raise QBenchError(f"TVM's TFLite frontend rejected the model: {type(exc).__name__}: {one_line(exc, 300)}") from None
 
 
 def relax_module(tflite_bytes: bytes):
@@ -117,7 +117,7 @@ class TVMRunner(Runner):
             self.vm = relax.VirtualMachine(lib, tvm.cpu())
             self._fn = self.vm["main"]
         except Exception as exc:
-            raise QBenchError(f"{variant}: cannot load {so_path}: {str(exc).strip().splitlines()[0][:200]}") from None
+            raise QBenchError(f"{variant}: cannot load {so_path}: {one_line(exc)}") from None
         self._tvm = tvm
         self._dev = tvm.cpu()
         inp, out = meta["input"], meta["output"]
