@@ -120,6 +120,7 @@ class TVMRunner(Runner):
             raise QBenchError(f"{variant}: cannot load {so_path}: {one_line(exc)}") from None
         self._tvm = tvm
         self._dev = tvm.cpu()
+        self._input = self._input_view = None  # made on first use: the input tensor and its numpy view
         inp, out = meta["input"], meta["output"]
         self.input_shape = tuple(inp["shape"])
         self._in_dtype = np.dtype(inp["dtype"])
@@ -127,14 +128,21 @@ class TVMRunner(Runner):
         self.output_qparams = QParams(**out["quant"]) if out.get("quant") else None
 
     def prepare(self, x):
-        q = self.quantize_input(self._check(x)).astype(self._in_dtype, copy=False)
-        return self._tvm.runtime.tensor(q, self._dev)
+        """Quantize into the runner's one input tensor, through a numpy view of it: making a new TVM
+        tensor per call took 16 us, a third of the 64x64 model's harness time."""
+        q = self.quantize_input(self._check(x))
+        if self._input is None:
+            self._input = self._tvm.runtime.tensor(np.zeros(self.input_shape, self._in_dtype), self._dev)
+            self._input_view = np.from_dlpack(self._input)
+        np.copyto(self._input_view, q, casting="unsafe")  # as astype(self._in_dtype) would
+        return self._input
 
     def invoke(self, prepared):
         out = self._fn(prepared)
         if not hasattr(out, "numpy"):
             out = out[0]
-        return out.numpy()
+        # a copy (the VM may reuse the output's memory) through DLPack: 0.5 us where .numpy() took 6 us
+        return np.from_dlpack(out).copy()
 
     def pool_threads(self) -> int:
         """The size of TVM's runtime thread pool (set from ``TVM_NUM_THREADS``, capped at the usable cores)."""
