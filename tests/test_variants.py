@@ -247,3 +247,26 @@ def test_symmetric_preprocessing_reaches_the_model(tmp_path, dataset):
     x, _ = s.test_inputs()
     assert x.min() == -1.0 and x.max() == 1.0
     np.testing.assert_array_equal(x, to_model_input(dataset.test()[0], "symmetric"))
+
+
+def test_tvm_cache_key_follows_the_compiler_source(tmp_path):
+    """Any edit to the modules that decide what TVM compiles changes the TVM variants' cache key."""
+    import shutil
+    from types import SimpleNamespace
+
+    from qbench.backends import tvm as tvm_backend
+
+    copy = tmp_path / "qbench"
+    for name in tvm_backend._COMPILER_MODULES:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tvm_backend._QBENCH_ROOT / name, copy / name)
+    assert tvm_backend.compiler_digest(copy) == tvm_backend.compiler_digest()
+    for name in tvm_backend._COMPILER_MODULES:
+        before = tvm_backend.compiler_digest(copy)
+        (copy / name).write_text((copy / name).read_text() + "\n# edited\n")
+        tvm_backend.compiler_digest.cache_clear()
+        assert tvm_backend.compiler_digest(copy) != before, name
+
+    ctx = SimpleNamespace(settings=SimpleNamespace(threads=2, build_dir=str(tmp_path / "build")))
+    for variant in ("tvm-avx2-int8", "tvm-avx2-fp32"):
+        assert tvm_backend.compiler_digest() in backends.get(variant).cache_key(ctx)

@@ -17,6 +17,7 @@ output quantization come from the int8 model, recorded in the sidecar JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from importlib.metadata import version
@@ -28,12 +29,24 @@ from qbench.backends import register
 from qbench.backends.base import Runner, Variant
 from qbench.backends.tflite import tflite_io_params
 from qbench.errors import QBenchError, one_line
+from qbench.fsutil import stable_hash
 from qbench.quant import QParams
 from qbench.tvm_tuning_database import database_digest, database_dirs
 
 TVM_MCPU = "core-avx2"
-# Bump when the Relax passes before compilation change: cached .so files are rebuilt.
-TVM_PIPELINE = "integer-lowering-4+cpu-fused+inline-vectorize-4+vpmaddwd-2+requantize-kernel-1+int16-products-1"
+TVM_PIPELINE = "integer-lowering+cpu-fused+inline-vectorize+vpmaddwd+requantize-kernel+int16-products"
+# The modules that decide what TVM compiles: their source is in the variants' cache key, so an edit to
+# any of them rebuilds cached .so files (a hand-bumped version string was one edit away from stale builds).
+_COMPILER_MODULES = ("tvm_int8_lowering.py", "tvm_avx2_int8_kernels.py", "tvm_cpu_schedule.py", "backends/tvm.py")
+
+
+_QBENCH_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def compiler_digest(root: Path = _QBENCH_ROOT) -> str:
+    """Digest of :data:`_COMPILER_MODULES`' source under ``root`` (the qbench package)."""
+    return stable_hash(*((root / name).read_bytes() for name in _COMPILER_MODULES))
 
 
 def tvm_target_spec(threads: int) -> dict:
@@ -90,6 +103,7 @@ def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int, tuning: list[Pa
         "tvm_target": str(target),
         "tvm_version": tvm.__version__,
         "pipeline": TVM_PIPELINE,
+        "compiler_digest": compiler_digest(),
         "integer_lowered": lowered,
         "tuning": {"databases": [str(d) for d in tuning], "tuned_kernels": applied["tuned"]},
     }
@@ -186,6 +200,7 @@ def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
             version("apache-tvm"),
             tvm_target_spec(ctx.settings.threads),
             TVM_PIPELINE,
+            compiler_digest(),
             database_digest(database_dirs(ctx.settings.build_dir)),
         ),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
