@@ -142,8 +142,7 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, 
         lead, neighbours = [*lead[:-1], pixel_outer], [pixel_inner]
     sch.reorder(*lead, oc_outer, pair, *neighbours, oc_unrolled, oc_inner, k)
     if parallel and lead:
-        lead = [sch.fuse(*lead)]
-        sch.parallel(lead[0])
+        sch.parallel(sch.fuse(*lead))
     if attach:  # before tensorizing: TVM cannot compute a consumer at a tensorized block's loop
         attach(oc_outer)
     sch.decompose_reduction(block, pair)

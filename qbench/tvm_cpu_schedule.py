@@ -28,7 +28,7 @@ VECTOR_LANES = 8  # int32 / float32 lanes in an AVX2 register
 # 5.37 to 4.94 ms (interleaved, 2 threads); 2**13-2**16 were within noise of each other.
 MIN_PARALLEL_ITERATIONS = 1 << 15
 STACK_BYTES = 1024  # TVM's kMaxStackAlloca: a larger temporary is a TVMBackendAllocWorkspace call
-ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**18 iterations
+ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**12 iterations
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
             keep.add(name(info.block_rv))
             keep.update(name(b) for b in sch.get_producers(info.block_rv))
     kept = [i for i in infos if name(i.block_rv) in keep]
-    # vpmaddwd blocks first: their epilogues (requantize ...) move under their pixel loops, see below
+    # vpmaddwd blocks first: their epilogues (requantize ...) move into their loop nests, see below
     infos = kept + try_inline(sch, [i for i in infos if name(i.block_rv) not in keep])
     attached = set()
     for info in infos:
