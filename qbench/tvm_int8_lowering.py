@@ -19,7 +19,10 @@ patterns into what TFLite's reference kernels compute:
 Requantization is TFLite's ``MultiplyByQuantizedMultiplier`` (a 31-bit
 fixed-point multiplier and a shift per channel, ``QuantizeMultiplier`` of the
 real scale, rounding as gemmlowp's ``SaturatingRoundingDoublingHighMul`` and
-``RoundingDivideByPOT`` do), computed in int64 so it is exact; FULLY_CONNECTED
+``RoundingDivideByPOT`` do), with a 64-bit product so it is exact.  Every
+requantization to an int8 output (each op's last step, ADD's and MEAN's included)
+is one kernel, ``requantize``; ADD's two input rescales, which have no zero point
+or clamp, are Relax int64 ops (``_rescale``).  FULLY_CONNECTED
 rounds once instead, as LiteRT's reference kernel does: over 200 random inputs
 on two one-op models each, two roundings differed from it on 2-5 outputs and
 one rounding on none, while the convolutions matched two roundings on every
@@ -72,9 +75,10 @@ def _const(value, dtype: str):
 
 
 def _rescale(acc, multiplier: np.ndarray, shift: np.ndarray):
-    """``MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` in int64 Relax ops (ADD, MUL, MEAN;
-    convolutions and dense layers use :func:`qbench.tvm_avx2_int8_kernels.requantize_prim_func`, the
-    same arithmetic as one kernel); per-channel arrays broadcast over the last axis, scalars over all.
+    """``MultiplyByQuantizedMultiplier(acc, multiplier, shift)`` in int64 Relax ops: ADD's two input
+    rescales, which are not followed by a zero point and clamp (every requantization to an int8
+    output, ADD's last step included, is :func:`qbench.tvm_avx2_int8_kernels.requantize_prim_func`,
+    the same arithmetic as one kernel); per-channel arrays broadcast over the last axis, scalars over all.
 
     Written so each intermediate is used once or twice (a scheduler that inlines the chain copies a
     subexpression once per use).  Two identities make that possible:
@@ -109,16 +113,6 @@ def _centred(x, zero_point: int, dtype: str):
     from tvm import relax
 
     return relax.op.subtract(relax.op.astype(x, dtype), _const(zero_point, dtype))
-
-
-def _to_int8(value64, zero_point: int, out_dtype: str):
-    """``value + zero_point``, clamped to ``out_dtype``'s range and cast."""
-    from tvm import relax
-
-    op = relax.op
-    info = np.iinfo(out_dtype)
-    shifted = op.add(value64, _const(zero_point, "int64"))
-    return op.astype(op.clip(shifted, int(info.min), int(info.max)), out_dtype)
 
 
 # -------------------------------------------------------------------------------- patterns
@@ -368,12 +362,13 @@ def _rewrite_two_inputs(kind: str, m: dict, lowering: _Lowering):
         mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * sy))
         left = _const(ADD_LEFT_SHIFT, "int64")
         total = op.add(_rescale(op.left_shift(a64, left), ma, sha), _rescale(op.left_shift(b64, left), mb, shb))
-        value = _rescale(total, mo, sho)
+        mult, shift = mo, sho
     else:
         mult, shift = quantize_multiplier(sa * sb / sy)
-        value = _rescale(op.multiply(a64, b64), mult, shift)
+        total = op.multiply(a64, b64)
     lowering.counts[kind] += 1
-    return _to_int8(value, zy, str(out.ty.dtype))
+    # the sum of two rescaled inputs, or a product of two centred int8 values, fits in int32 (as in TFLite)
+    return _requantize_scalar(op.astype(total, "int32"), out, mult, shift, zy, lowering)
 
 
 def _rewrite_mean(kind: str, m: dict, lowering: _Lowering):
@@ -394,9 +389,25 @@ def _rewrite_mean(kind: str, m: dict, lowering: _Lowering):
     (mult,), (shift,) = quantize_multiplier(float(sx.reshape(())) / float(sy.reshape(())))
     fold = min(count.bit_length() - 1, 32, 31 + int(shift))
     total = op.sum(_centred(x, int(zx.reshape(())), "int32"), axis=axes, keepdims=bool(core.attrs.keepdims))
-    value = _rescale(total, np.int64((int(mult) << fold) // count), np.int64(int(shift) - fold))
     lowering.counts[kind] += 1
-    return _to_int8(value, int(zy.reshape(())), str(out.ty.dtype))
+    folded = np.int64((int(mult) << fold) // count)
+    return _requantize_scalar(total, out, folded, np.int64(int(shift) - fold), int(zy.reshape(())), lowering)
+
+
+def _requantize_scalar(acc, out, mult, shift, zero_point: int, lowering: _Lowering):
+    """:func:`_requantize` with one multiplier and shift for every element of ``acc`` (int32, the
+    shape of ``out``): the same kernel as the convolutions', its per-channel parameters repeated."""
+    from tvm import relax
+
+    shape = tuple(int(v) for v in out.ty.shape.values)
+    flat = shape or (1,)  # the kernel's channels are the last axis: a scalar becomes one channel
+    channels = flat[-1]
+    mult = np.full(channels, int(np.asarray(mult).reshape(())), np.int64)
+    shift = np.full(channels, int(np.asarray(shift).reshape(())), np.int64)
+    bias = np.zeros(channels, np.int32)
+    acc = acc if shape else relax.op.reshape(acc, flat)
+    value = _requantize(acc, flat, bias, mult, shift, zero_point, str(out.ty.dtype), False, lowering)
+    return value if shape else relax.op.reshape(value, shape)
 
 
 _REWRITERS = {

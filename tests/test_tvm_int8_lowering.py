@@ -3,8 +3,8 @@
 Three layers:
 
 1. The fixed-point requantization: ``quantize_multiplier`` against its
-   definition; the Relax int64 ``_rescale`` (ADD, MUL, MEAN) and the
-   requantize kernel (convolutions, dense) against an independent pure-Python
+   definition; the Relax int64 ``_rescale`` (ADD's two input rescales) and the
+   requantize kernel (every requantization to int8) against an independent pure-Python
    gemmlowp (``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``,
    with C's truncating division) and against one-rounding for dense.
 2. One-op int8 models (CONV_2D with per-channel scales, 3x3 and 1x1,
