@@ -124,6 +124,16 @@ def test_tvm_int8_module_has_no_float_convolution_or_matmul(session):
     assert session.artifact("tvm-avx2-int8").meta["integer_lowered"] == lowered
 
 
+def test_tvm_artifacts_carry_no_debug_info_but_keep_kernel_symbols(session):
+    """The exported .so is what a deployment ships: no DWARF sections, but the symbol table (kernel
+    names for profilers) and the runtime's entry points stay."""
+    for variant in ("tvm-avx2-int8",):
+        data = session.artifact(variant).path.read_bytes()
+        assert data[:4] == b"\x7fELF"
+        assert b".debug_info" not in data and b".debug_loc" not in data, variant
+        assert b"_compute_" in data and b"__tvm_ffi__library_bin" in data, variant
+
+
 def test_int8_runner_quantizes_inputs_per_spec(session):
     runner = session.runner("tflite-int8")
     q = runner.input_qparams
