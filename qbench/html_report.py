@@ -121,10 +121,17 @@ def write_html_report(
     """Draw every figure into ``out_dir/figures`` and write ``out_dir/index.html``; returns its path."""
     out_dir = Path(out_dir)
     figs = out_dir / "figures"
+    drawn: set[str] = set()
+
+    def figure(path: Path | None, alt: str) -> str:
+        if path is not None:
+            drawn.add(Path(path).name)
+        return _img(path, alt)
+
     parts = [f"<h1>{html.escape(title)}</h1>"]
     parts.append("<h2>Accuracy, latency and size</h2>")
     parts.append(
-        _img(
+        figure(
             plots.accuracy_latency(rows, figs / "accuracy_latency.png"),
             "accuracy vs end-to-end median latency; bubble area: model size; bars: the median's 95 % interval",
         )
@@ -134,7 +141,7 @@ def write_html_report(
     if latency_samples_ms:
         parts.append("<h2>Latency distributions</h2>")
         parts.append(
-            _img(
+            figure(
                 plots.latency_distributions(latency_samples_ms, figs / "latency_distributions.png"),
                 "every timed call of the latest campaign; box: quartiles, whiskers: 1st-99th percentile",
             )
@@ -142,7 +149,7 @@ def write_html_report(
     if calibration:
         parts.append("<h2>Calibration study</h2>")
         parts.append(
-            _img(
+            figure(
                 plots.calibration_curve(calibration, reference_accuracy, figs / "calibration.png"),
                 "tflite-int8 accuracy by calibration set (all drawn from the train split)",
             )
@@ -151,7 +158,7 @@ def write_html_report(
     if layer_errors:
         parts.append("<h2>Per-layer quantization error</h2>")
         parts.append(
-            _img(
+            figure(
                 plots.layer_snr(layer_errors, figs / "layer_snr.png"),
                 "SNR of each activation against the float model's, lowest first",
             )
@@ -167,7 +174,7 @@ def write_html_report(
                 f"{r['variant']} (accuracy {r['accuracy']:.4f})",
                 figs / f"confusion_{r['variant']}.png",
             )
-            parts.append(_img(png, f"{r['variant']}: rows true class, columns predicted"))
+            parts.append(figure(png, f"{r['variant']}: rows true class, columns predicted"))
         parts.append("</div>")
     if environment:
         parts.append("<h2>Environment</h2><table>")
@@ -183,4 +190,7 @@ def write_html_report(
     )
     index = out_dir / "index.html"
     atomic_write_text(index, page)
+    for png in figs.glob("*.png"):  # an earlier run's figures (a variant not in this run) would mislead
+        if png.name not in drawn:
+            png.unlink(missing_ok=True)
     return index

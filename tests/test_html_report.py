@@ -131,3 +131,14 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     assert int(total.group(1)) == len(_figures(report)) == int(loaded.group(1)), (
         f"{loaded.group(1)} of {total.group(1)} images decoded"
     )
+
+
+def test_an_earlier_runs_figures_are_removed(tmp_path):
+    """A variant measured last run but not in this one leaves no figure behind in ``figures/``."""
+    rng = np.random.default_rng(0)
+    stale = tmp_path / "figures" / "confusion_tvm-avx2-fp32.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\x89PNG old")
+    index = write_html_report(tmp_path, [_row("native", 0.95, 1.4, 2222, rng)], class_names=["a", "b", "c"])
+    assert not stale.exists()
+    assert {f.name for f in _figures(index)} == {"accuracy_latency.png", "confusion_native.png"}
