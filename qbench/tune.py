@@ -1,8 +1,9 @@
 """``python -m qbench.tune``: tune the TVM variants' kernels for your model and this CPU.
 
 Why: the committed tuning database (``qbench/tvm_tuning_db/``) covers the
-default model's and the 224x224 Kenning-sized model's kernels; a model of
-other shapes gets the default schedule for every kernel it does not share.
+224x224 Kenning-sized int8 model's kernels (the tuner's end-to-end check
+refused the default model's and the fp32 ones); a model of other shapes gets
+the default schedule for every kernel it does not share.
 This command measures the schedule choices of every kernel of the ``.tflite``
 models the TVM variants compile (by default the ones already built under
 ``build/variants/``), and stores the kernels that beat the default schedule
@@ -11,7 +12,7 @@ variants' cache key includes it, so they are rebuilt).  Nothing else tunes:
 the benchmarks and ``.ci/run`` only read databases.
 
     pytest benchmarks                      # builds the .tflite artifacts
-    python -m qbench.tune                  # tunes their kernels (about a minute at 64x64)
+    python -m qbench.tune                  # tunes their kernels (minutes per model)
     pytest benchmarks --benchmark-compare  # TVM variants rebuilt with the tuned kernels
 """
 
