@@ -1,20 +1,26 @@
 """The regression gate (:mod:`qbench.gate`), one verdict per variant and check.
 
-* accuracy: against the stored per-image predictions of this model and split
-  (exact McNemar, alpha and margin configurable);
-* latency: against this machine's stored run (``--benchmark-compare``,
-  filed under its fingerprint), else on same-run ratios against ``native``.
+With a same-job base (``--qbench-base REF`` or ``--qbench-base-model PATH``)
+both checks pair each variant with its base twin measured in this run:
+
+* accuracy: exact McNemar on the images where candidate and base disagree;
+* latency: the paired interval of candidate/base over the same interleaved rounds.
+
+Without one, accuracy is gated against the stored per-image predictions of
+this model and split (recorded on the same kind of CPU), and latency against
+this machine's stored run (``--benchmark-compare``, filed under its
+fingerprint); with no stored run, latency is not gated and the test says so.
 
 A failure is one line (``pytest.fail(..., pytrace=False)``); the plugin ends
-the summary with the overall verdict.
+the summary with the overall verdict and the mode that gated latency.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from qbench import backends, portable_baseline
-from qbench.gate import confirmed, latency_verdict, ratio_verdict, stored_sketch
+from qbench import portable_baseline
+from qbench.gate import accuracy_verdict, base_latency_verdict, confirmed, latency_verdict, stored_sketch
 from qbench.stats import block_sketches
 
 
@@ -25,39 +31,45 @@ def _judge(qbench, verdict) -> None:
 
 
 def test_accuracy_gate(qbench, qbench_gate, qbench_evaluation, variant):
-    from qbench.gate import accuracy_verdict
-
-    path = qbench.portable_baseline_path(qbench_gate.baseline_dir)
-    stored = portable_baseline.load(path).get(variant)
+    ev, gate = qbench_evaluation, qbench_gate
+    if qbench.base is not None:
+        base = qbench.base_predictions(variant)  # a base that cannot run fails here, in one line
+        label = qbench.base.label
+        verdict = accuracy_verdict(variant, ev.y_true, base, ev.y_pred, gate.alpha, gate.margin, qbench.base.spec.mode, label)
+        _judge(qbench, verdict)
+        return
+    path = qbench.portable_baseline_path(gate.baseline_dir)
+    stored, why_not = portable_baseline.predictions_for(path, variant)
     if stored is None:
-        pytest.skip(
-            f"{variant}: no stored per-image predictions in {path} (a passing run with --qbench-portable-save records them)"
-        )
-    ev = qbench_evaluation
-    _judge(qbench, accuracy_verdict(variant, ev.y_true, stored["predictions"], ev.y_pred, qbench_gate.alpha, qbench_gate.margin))
+        pytest.skip(f"{variant}: accuracy not gated: {why_not}")
+    _judge(qbench, accuracy_verdict(variant, ev.y_true, stored, ev.y_pred, gate.alpha, gate.margin))
 
 
-def test_latency_gate(qbench, qbench_gate, qbench_settings, variant, pytestconfig):
+def test_latency_gate(qbench, qbench_gate, variant, pytestconfig):
     bs = getattr(pytestconfig, "_benchmarksession", None)
     if bs is None or bs.disabled or bs.skip:
         pytest.skip("benchmarks disabled or skipped: no latency to gate")
     budget = float(pytestconfig.getoption("benchmark_max_time")), int(pytestconfig.getoption("benchmark_min_rounds"))
+    gate = qbench_gate
+    if qbench.base is not None:
+        label, mode = qbench.base.label, qbench.base.spec.mode
+
+        def verdict(campaign: int):
+            current = block_sketches(qbench.latency_blocks(variant, *budget, campaign=campaign))
+            base = block_sketches(qbench.base_blocks(variant, *budget, campaign=campaign))
+            return base_latency_verdict(variant, current, base, label, mode, gate.threshold, gate.confidence)
+
+        _judge(qbench, confirmed(verdict))
+        return
     stored = stored_sketch(bs, f"benchmarks/test_latency.py::test_latency[{variant}]")
-    native = backends.reference_name()
     if stored is None:
-        path = qbench.portable_baseline_path(qbench_gate.baseline_dir)
-        stored_ratio = portable_baseline.load(path).get(variant, {}).get("p10_ratio_to_reference")
-        if variant == native or native not in qbench_settings.variants or stored_ratio is None:
-            pytest.skip(
-                f"{variant}: no stored latency run for this machine, and no same-run ratio to gate "
-                f"({native} is the reference; ratios live in {path})"
-            )
+        pytest.skip(
+            f"{variant}: latency not gated: no --qbench-base and no stored run for this machine "
+            "(ratios between variants do not carry across machines)"
+        )
 
-    def verdict(campaign: int):
+    def stored_verdict(campaign: int):
         current = block_sketches(qbench.latency_blocks(variant, *budget, campaign=campaign))
-        if stored is not None:
-            return latency_verdict(variant, current, stored[0], qbench_gate.threshold, qbench_gate.confidence)
-        reference = block_sketches(qbench.latency_blocks(native, *budget, campaign=campaign))
-        return ratio_verdict(variant, current, reference, native, stored_ratio, qbench_gate.threshold, qbench_gate.confidence)
+        return latency_verdict(variant, current, stored[0], gate.threshold, gate.confidence)
 
-    _judge(qbench, confirmed(verdict))
+    _judge(qbench, confirmed(stored_verdict))

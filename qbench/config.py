@@ -230,11 +230,13 @@ def settings_from_options(get: Callable[[str], Any]) -> Settings:
     return make_settings(**{name.replace("-", "_"): get(name) for name, *_ in OPTIONS})
 
 
-def settings_to_argv(settings: Settings) -> list[str]:
-    """The ``--name value`` arguments that rebuild ``settings`` (for a child process)."""
+def settings_to_argv(settings: Settings, **overrides) -> list[str]:
+    """The ``--name value`` arguments that rebuild ``settings`` (for a child process); ``overrides`` replace
+    options by their Python names (``build_dir=...``; ``None`` drops one)."""
+    options = {**settings.options, **overrides}
     argv = []
     for name, _type, _default, _help in OPTIONS:
-        value = settings.options.get(name.replace("-", "_"))
+        value = options.get(name.replace("-", "_"))
         if value is True:
             argv.append(f"--{name}")
         elif value is not None and value is not False:

@@ -1,14 +1,27 @@
-"""Which machine a latency baseline belongs to.
+"""Which kind of machine a latency baseline belongs to.
 
 pytest-benchmark files its runs under ``get_machine_id()``, which is
-``Linux-CPython-3.11-64bit`` on every Linux box, so every user compared
-against the development VM's absolute times.  qbench files them under a
-fingerprint of what decides the speed: CPU model, usable cores, the
-threads the runtimes were given (``--qbench-threads``), the runtimes'
-versions, and the host itself (``/etc/machine-id``), because two
-VMs that report the same CPU model can still differ by 20 % in speed.  The
-id stays readable (``Linux-CPython-3.11-64bit-AMD_EPYC-2c-<hash>``); the
-full fingerprint goes into pytest-benchmark's ``machine_info`` of every
+``Linux-CPython-3.11-64bit`` on every Linux box.  qbench files them under a
+fingerprint of what decides the speed of an int8 or float kernel:
+
+* the CPU's instruction-set features that the runtimes dispatch on at run
+  time (XNNPACK, oneDNN, OpenVINO and ONNX Runtime all pick kernels by
+  CPUID): AVX2, FMA, F16C, AVX-512 F/BW/VL, AVX-512 VNNI, AVX-VNNI,
+  AVX-512 BF16/FP16, AMX;
+* vendor, family, model and stepping, and the cache sizes;
+* the usable cores, the threads the runtimes were given (``--qbench-threads``)
+  and the runtimes' versions.
+
+``/proc/cpuinfo``'s model name says "AMD EPYC" on an AVX2-only Zen 3 VM and
+on an AVX-512 VNNI one alike, and ``/etc/machine-id`` is the same on every VM
+made from one image, so neither is used as an identity.  The fingerprint
+therefore names a *kind* of machine, not a host: two VMs of the same CPU
+kind, cores and versions share a stored run (a noisy neighbour on one of
+them is not told apart), while a VM with other instructions never meets the
+other's absolute times.
+
+The id stays readable (``Linux-CPython-3.11-64bit-AMD_EPYC-avx512vnni-2c-<hash>``);
+the full fingerprint goes into pytest-benchmark's ``machine_info`` of every
 saved run.
 """
 
@@ -19,34 +32,98 @@ import hashlib
 import os
 import platform
 import re
-import socket
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 RUNTIMES = ("tensorflow", "ai-edge-litert", "apache-tvm", "openvino", "onnxruntime")
 
+# /proc/cpuinfo flags that change which kernels a runtime dispatches to.
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
+CPU_FIELDS = {"vendor_id": "vendor", "cpu family": "family", "model": "model", "stepping": "stepping", "cache size": "cache"}
+
+
+def read_cpuinfo(path: str | os.PathLike = "/proc/cpuinfo") -> str:
+    with contextlib.suppress(OSError):
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """The first processor's model name, vendor/family/model/stepping, cache size and speed-relevant ISA flags."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block is enough: a VM's vCPUs are alike
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    info = {"cpu": fields.get("model name") or platform.processor() or platform.machine() or "unknown"}
+    info |= {name: fields.get(key, "") for key, name in CPU_FIELDS.items()}
+    info["isa"] = [f for f in ISA_FLAGS if f in flags]
+    return info
+
+
+def isa_class(isa) -> str:
+    """The widest int8 dot-product class of a CPU, for ids and tables: what decides XNNPACK's int8 kernels."""
+    isa = set(isa)
+    if {"amx_int8", "amx_tile"} <= isa:
+        return "amx"
+    if "avx512_vnni" in isa:
+        return "avx512vnni"
+    if "avx512f" in isa:
+        return "avx512"
+    if "avx_vnni" in isa:
+        return "avxvnni"
+    if "avx2" in isa:
+        return "avx2"
+    return "sse"
+
+
+ISA_LABELS = {
+    "amx": "AMX",
+    "avx512vnni": "AVX-512 VNNI",
+    "avx512": "AVX-512, no VNNI",
+    "avxvnni": "AVX-VNNI (256-bit), no AVX-512",
+    "avx2": "AVX2 only",
+    "sse": "no AVX2",
+}
+
+
+def cache_sizes(root: str | os.PathLike = "/sys/devices/system/cpu/cpu0/cache") -> str:
+    """``L1d 48K, L1i 32K, L2 1024K, L3 32768K`` from sysfs (empty where it is not exposed)."""
+    parts = []
+    for index in sorted(Path(root).glob("index*")):
+        with contextlib.suppress(OSError):
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+            suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+            parts.append(f"L{level}{suffix} {size}")
+    return ", ".join(parts)
 
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def host_id() -> str:
-    """A short, non-reversible id of this host (machine-id, else the hostname)."""
-    raw = ""
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        with contextlib.suppress(OSError), open(path, encoding="ascii", errors="replace") as fh:
-            raw = fh.read().strip()
-        if raw:
-            break
-    raw = raw or socket.gethostname()
-    return hashlib.blake2b(raw.encode(), digest_size=4).hexdigest()
 
 
 def installed_versions(dists) -> dict[str, str | None]:
@@ -60,33 +137,47 @@ def installed_versions(dists) -> dict[str, str | None]:
     return out
 
 
-def fingerprint(threads: int | None = None) -> dict:
-    """What a latency baseline is only valid for (``threads``: what every runtime is given, default the usable cores)."""
+def fingerprint(threads: int | None = None, cpuinfo: str | None = None, caches: str | None = None) -> dict:
+    """What a latency baseline is only valid for (``threads``: what every runtime is given, default the usable cores).
+
+    ``cpuinfo`` and ``caches`` default to this machine's (a test passes recorded texts).
+    """
     cores = usable_cores()
-    info = {
-        "cpu": cpu_model(),
+    info = parse_cpuinfo(read_cpuinfo() if cpuinfo is None else cpuinfo)
+    info |= {
+        "isa_class": isa_class(info["isa"]),
+        "caches": cache_sizes() if caches is None else caches,
         "cores": cores,
         "threads": int(threads or cores),
-        "host": host_id(),
         "python": platform.python_version(),
     }
     return info | installed_versions(RUNTIMES)
 
 
+def cpu_model() -> str:
+    return parse_cpuinfo(read_cpuinfo())["cpu"]
+
+
+def machine_isa() -> str:
+    """This machine's :func:`isa_class`."""
+    return isa_class(parse_cpuinfo(read_cpuinfo())["isa"])
+
+
 def machine_id(fp: dict | None = None) -> str:
-    """pytest-benchmark's machine id, made specific: ``<its id>-<cpu>-<cores>c-<hash of the fingerprint>``."""
+    """pytest-benchmark's machine id, made specific: ``<its id>-<cpu>-<isa class>-<cores>c-<hash of the fingerprint>``."""
     from pytest_benchmark.utils import get_machine_id
 
     fp = fp if fp is not None else fingerprint()
-    digest = hashlib.blake2b(repr(sorted(fp.items())).encode(), digest_size=4).hexdigest()
+    digest = hashlib.blake2b(repr(sorted((k, str(v)) for k, v in fp.items())).encode(), digest_size=4).hexdigest()
     cpu = re.sub(r"[^A-Za-z0-9]+", "_", fp["cpu"]).strip("_")[:40] or "cpu"
-    return f"{get_machine_id()}-{cpu}-{fp['cores']}c-{digest}"
+    return f"{get_machine_id()}-{cpu}-{fp['isa_class']}-{fp['cores']}c-{digest}"
 
 
 def describe(fp: dict) -> str:
     runtimes = ", ".join(f"{d} {fp[d]}" for d in RUNTIMES if fp.get(d))
     threads = fp.get("threads", fp["cores"])
-    return f"{fp['cpu']}, {fp['cores']} usable cores, {threads} threads, host {fp['host']}, Python {fp['python']}, {runtimes}"
+    cpu = f"{fp['cpu']} (family {fp.get('family', '?')} model {fp.get('model', '?')}, {ISA_LABELS[fp['isa_class']]})"
+    return f"{cpu}, {fp['cores']} usable cores, {threads} threads, Python {fp['python']}, {runtimes}"
 
 
 def install(threads: int | None = None) -> str:

@@ -5,13 +5,18 @@ Accuracy: a variant regresses when, against its stored per-image predictions
 McNemar on the discordant images, ``alpha``) *and* it lost more than
 ``margin`` of the test split.  The absolute floor stays a separate check.
 
+With a same-job base (``--qbench-base REF`` or ``--qbench-base-model``,
+:mod:`qbench.base`) both checks pair the candidate with its base twin
+measured in this run: McNemar on the images where the two disagree, and the
+paired interval of candidate/base over the same interleaved rounds.
+
 Latency: a variant regresses when the 95 % interval of current/baseline lies
-wholly above ``threshold``.  The baseline is this machine's own
-(:mod:`qbench.fingerprint`), read from pytest-benchmark's storage; without
-one the run is gated on same-run ratios only: each variant's latency as a
-ratio to ``native`` in this run, against the ratio stored in the portable
-baseline (current ratio / stored ratio, same rule), never on another
-machine's absolute times.
+wholly above ``threshold``.  The baseline is the same-job base, else this
+machine's own stored run (:mod:`qbench.fingerprint`: the same kind of CPU,
+cores and versions), read from pytest-benchmark's storage.  Without either,
+latency is not gated, and the verdict line says so: ratios between variants
+do not carry across machines (native / tflite-fp32 was 24.5x on an AVX2-only
+VM and 10.5x on an AVX-512 VNNI one), so they are no gate.
 The gated figure is the 10th percentile of the per-call latency: a real
 slowdown moves every percentile, while the shared VM's slow phases (another
 tenant on the second vCPU) mostly fatten the upper half, and moved the median
@@ -50,6 +55,14 @@ GATE_OPTIONS = [
         "a run whose p10 95 % interval is wider than this (high/low) is not stored as a baseline",
     ),
     ("baseline-dir", str, "baselines", "where the accuracy baselines live (latency: --benchmark-storage)"),
+    (
+        "base",
+        str,
+        None,
+        "REF: build this git revision's model and variants with its own code and gate every variant against its "
+        "twin measured in the same job, interleaved (e.g. origin/main, HEAD~1)",
+    ),
+    ("base-model", str, None, "PATH: a second model file as the same-job base (two models compared without git)"),
     ("inject-slowdown", "append", None, "VARIANT=FACTOR: make the variant's timed calls FACTOR times slower (gate self-check)"),
     ("inject-error", "append", None, "VARIANT=FRACTION: make that fraction of its correct predictions wrong (gate self-check)"),
 ]
@@ -65,6 +78,8 @@ class GateSettings:
     baseline_max_spread: float = 1.15
     baseline_dir: Path = Path("baselines")
     injections: Injections = field(default_factory=Injections)
+    base: str | None = None
+    base_model: str | None = None
 
 
 def gate_settings(get, variants: tuple[str, ...], seed: int = 0) -> GateSettings:
@@ -84,22 +99,41 @@ def gate_settings(get, variants: tuple[str, ...], seed: int = 0) -> GateSettings
     spread = get("baseline-max-spread")
     if not spread > 1.0:
         raise QBenchError(f"--qbench-baseline-max-spread must be above 1, got {spread}")
-    return GateSettings(alpha, margin, threshold, 0.95, bool(get("portable-save")), spread, Path(get("baseline-dir")), injections)
+    return GateSettings(
+        alpha,
+        margin,
+        threshold,
+        0.95,
+        bool(get("portable-save")),
+        spread,
+        Path(get("baseline-dir")),
+        injections,
+        get("base") or None,
+        get("base-model") or None,
+    )
 
 
 @dataclass(frozen=True)
 class Verdict:
     variant: str
-    check: str  # "accuracy", "latency" or "ratio"
+    check: str  # "accuracy" or "latency"
     ok: bool
     line: str
     figures: dict = field(default_factory=dict)
+    against: str = ""  # "stored predictions", "stored run for this machine" or a same-job base's mode
 
 
-def accuracy_verdict(variant: str, y_true, baseline_pred, pred, alpha: float, margin: float) -> Verdict:
+STORED_PREDICTIONS = "stored predictions"
+STORED_RUN = "stored run for this machine"
+
+
+def accuracy_verdict(
+    variant: str, y_true, baseline_pred, pred, alpha: float, margin: float, against: str = STORED_PREDICTIONS, label: str = ""
+) -> Verdict:
+    """``label``: how the line names the baseline (default: its stored predictions)."""
     y, base, cur = np.asarray(y_true), np.asarray(baseline_pred), np.asarray(pred)
     if base.shape != y.shape:
-        raise QBenchError(f"{variant}: the stored accuracy baseline has {len(base)} predictions, the test split {len(y)} images")
+        raise QBenchError(f"{variant}: the accuracy baseline has {len(base)} predictions, the test split {len(y)} images")
     m = mcnemar_worse(base == y, cur == y)
     loss = (m.worse - m.better) / len(y)
     bad = m.p_value < alpha and loss > margin
@@ -115,38 +149,44 @@ def accuracy_verdict(variant: str, y_true, baseline_pred, pred, alpha: float, ma
         f"{m.worse} images newly wrong, {m.better} newly right of {len(y)}; loss {loss * 100:+.2f} pp "
         f"(margin {margin * 100:.2f} pp), McNemar p={m.p_value:.2g} (alpha {alpha:g})"
     )
+    label = label or "its stored predictions"
     if bad:
-        return Verdict(variant, "accuracy", False, f"{variant}: accuracy regressed vs its stored predictions: {why}", figures)
-    return Verdict(variant, "accuracy", True, f"{variant}: accuracy as stored: {why}", figures)
+        return Verdict(variant, "accuracy", False, f"{variant}: accuracy regressed vs {label}: {why}", figures, against)
+    return Verdict(variant, "accuracy", True, f"{variant}: accuracy as {label}: {why}", figures, against)
 
 
-def _judge_ratio(variant: str, check: str, what: str, low: float, threshold: float, figures: dict) -> Verdict:
+def _judge_ratio(variant: str, what: str, low: float, threshold: float, figures: dict, against: str) -> Verdict:
     """The latency rule, for any ratio: a regression only when the whole interval lies above ``threshold``."""
     if low > threshold:
-        return Verdict(variant, check, False, f"{variant}: slower: {what}, wholly above {threshold:g}x", figures)
-    return Verdict(variant, check, True, f"{variant}: {what}, not wholly above {threshold:g}x", figures)
+        return Verdict(variant, "latency", False, f"{variant}: slower: {what}, wholly above {threshold:g}x", figures, against)
+    return Verdict(variant, "latency", True, f"{variant}: {what}, not wholly above {threshold:g}x", figures, against)
 
 
 def latency_verdict(variant: str, current, baseline, threshold: float, confidence: float = 0.95) -> Verdict:
-    """``current``/``baseline``: block sketches (:func:`qbench.stats.block_sketches`)."""
+    """Against this machine's stored run; ``current``/``baseline``: block sketches (:func:`qbench.stats.block_sketches`)."""
     point, lo, hi = sketch_ratio_ci(current, baseline, GATE_QUANTILE, paired=False, confidence=confidence)
     figures = {"ratio": point, "low": lo, "high": hi, "threshold": threshold}
     what = f"p{GATE_QUANTILE} latency {point:.3f}x its baseline ({confidence:.0%} CI {lo:.3f}-{hi:.3f}x)"
-    return _judge_ratio(variant, "latency", what, lo, threshold, figures)
+    return _judge_ratio(variant, what, lo, threshold, figures, STORED_RUN)
 
 
-def ratio_verdict(
-    variant: str, current, reference, reference_name: str, stored_ratio: float, threshold: float, confidence: float = 0.95
+def base_latency_verdict(
+    variant: str, current, base, label: str, mode: str, threshold: float, confidence: float = 0.95
 ) -> Verdict:
-    """Same-run check without a baseline of this machine: (variant / reference in this run) / the stored ratio."""
-    point, lo, hi = sketch_ratio_ci(current, reference, GATE_QUANTILE, paired=True, confidence=confidence)
-    point, lo, hi = point / stored_ratio, lo / stored_ratio, hi / stored_ratio
-    figures = {"ratio": point, "low": lo, "high": hi, "threshold": threshold, "stored_ratio": stored_ratio}
-    what = (
-        f"p{GATE_QUANTILE} latency relative to {reference_name} in this run is {point:.3f}x the stored ratio "
-        f"({confidence:.0%} CI {lo:.3f}-{hi:.3f}x)"
-    )
-    return _judge_ratio(variant, "ratio", what, lo, threshold, figures)
+    """Against the base twin of the same campaign: block ``i`` of both came from round ``i``, so they are paired."""
+    point, lo, hi = sketch_ratio_ci(current, base, GATE_QUANTILE, paired=True, confidence=confidence)
+    from qbench.stats import pooled_quantile
+
+    figures = {
+        "ratio": point,
+        "low": lo,
+        "high": hi,
+        "threshold": threshold,
+        "candidate_p10_ms": float(pooled_quantile(current, GATE_QUANTILE)) * 1e3,
+        "base_p10_ms": float(pooled_quantile(base, GATE_QUANTILE)) * 1e3,
+    }
+    what = f"p{GATE_QUANTILE} latency {point:.3f}x {label} in the same job ({confidence:.0%} CI {lo:.3f}-{hi:.3f}x)"
+    return _judge_ratio(variant, what, lo, threshold, figures, mode)
 
 
 def confirmed(verdict_of_campaign) -> Verdict:
@@ -173,7 +213,12 @@ def confirmed(verdict_of_campaign) -> Verdict:
     if len(failed) >= 2:
         worst = failed[-1]
         return Verdict(
-            worst.variant, worst.check, False, f"{worst.line} (in {len(failed)} of {len(runs)} campaigns: {ratios})", figures
+            worst.variant,
+            worst.check,
+            False,
+            f"{worst.line} (in {len(failed)} of {len(runs)} campaigns: {ratios})",
+            figures,
+            worst.against,
         )
     why = first.line.split(": ", 1)[1]
     return Verdict(
@@ -183,6 +228,7 @@ def confirmed(verdict_of_campaign) -> Verdict:
         f"{first.variant}: not confirmed (1 of {len(runs)} campaigns: {ratios}): first campaign {why}; "
         f"re-measured: {last.line.split(': ', 1)[1]}",
         figures,
+        first.against,
     )
 
 

@@ -32,7 +32,7 @@ def contain_benchmark_compare_fail(config: pytest.Config) -> None:
             if tr:
                 tr.write_line(
                     "qbench: --benchmark-compare-fail ignored: no stored run for this machine's fingerprint "
-                    "(qbench's gate used same-run ratios instead)",
+                    "(qbench's gate: --qbench-base, or a stored run, gates latency)",
                     yellow=True,
                 )
         except PerformanceRegression:
@@ -72,61 +72,74 @@ def save_baselines_if_passed(session: pytest.Session, qb, gate, progress) -> Non
         from qbench import portable_baseline
 
         path = qb.portable_baseline_path(gate.baseline_dir)
-        names = portable_baseline.save(path, qb.evaluated, qb.same_run_ratios(), qb.environment())
-        progress(f"portable baseline (predictions, same-run latency ratios) of {', '.join(names)} written to {path}")
+        names = portable_baseline.save(path, qb.evaluated, qb.environment())
+        progress(f"portable baseline (per-image predictions) of {', '.join(names)} written to {path}")
+
+
+def latency_mode(qb) -> str:
+    """What gated latency in this run: ``same-job base <sha>``, ``stored run for this machine`` or ``latency not gated``."""
+    modes = sorted({v.against for v in qb.verdicts.values() if v.check == "latency"})
+    return ", ".join(modes) if modes else "latency not gated"
 
 
 def write_gate_json(qb, verdict_line: str, machine_id: str):
-    """``<report dir>/gate.json``: every verdict with its figures (what ``python -m qbench.gatecheck`` reads)."""
+    """``<report dir>/gate.json``: the mode, every verdict with its figures (what ``python -m qbench.gatecheck`` reads)."""
     from dataclasses import asdict
 
     from qbench.fsutil import atomic_write_json
 
     return atomic_write_json(
         qb.settings.reports / "gate.json",
-        {"verdict": verdict_line, "machine_id": machine_id, "verdicts": [asdict(v) for v in qb.verdicts.values()]},
+        {
+            "verdict": verdict_line,
+            "passed": verdict_line.startswith("qbench gate: PASS"),
+            "mode": latency_mode(qb),
+            "base": qb.base.spec.mode if qb.base is not None else None,
+            "base_failures": {k: str(v) for k, v in (qb.base.failures if qb.base is not None else {}).items()},
+            "machine_id": machine_id,
+            "verdicts": [asdict(v) for v in qb.verdicts.values()],
+        },
     )
 
 
 def gate_summary_lines(qb, gate, machine_id: str) -> list[tuple[str, bool]]:
-    """``(line, is_failure)`` for the summary; the last line is the verdict."""
+    """``(line, is_failure)`` for the summary; the last line is the verdict, naming the mode that gated latency."""
     verdicts = list(qb.verdicts.values())
-    if not verdicts:
+    machine = fingerprint.describe(fingerprint.fingerprint(qb.settings.threads))
+    base_failures = list(qb.base.failures.values()) if qb.base is not None else []
+    if not verdicts and not base_failures:
         if not qb.evaluated:
             return []
         return [
             (
-                f"qbench gate: nothing to gate against on machine {machine_id}: no portable baseline for this model "
-                f"and split ({qb.portable_baseline_path(gate.baseline_dir)}; --qbench-portable-save records one) "
-                "and no stored latency run for this machine (--benchmark-autosave stores one)",
+                f"qbench gate: nothing gated on machine {machine_id} ({machine}): no --qbench-base, no stored "
+                f"predictions for this model, split and kind of CPU ({qb.portable_baseline_path(gate.baseline_dir)}) "
+                "and no stored latency run for this machine; latency not gated",
                 False,
             )
         ]
     failed = [v for v in verdicts if not v.ok]
     acc = [v for v in verdicts if v.check == "accuracy"]
     lat = [v for v in verdicts if v.check == "latency"]
-    ratio = [v for v in verdicts if v.check == "ratio"]
     parts = []
     if acc:
-        parts.append(f"accuracy of {len(acc)} variant(s) against stored per-image predictions")
+        against = ", ".join(sorted({v.against for v in acc}))
+        parts.append(f"accuracy of {len(acc)} variant(s) against {against}")
     if lat:
-        parts.append(f"latency of {len(lat)} against this machine's stored baseline")
-    if ratio:
-        parts.append(
-            f"latency of {len(ratio)} on same-run ratios only (no stored latency baseline for this fingerprint; "
-            "--benchmark-autosave on a passing run stores one)"
-        )
-    head = "FAIL" if failed else "PASS"
-    detail = "; ".join(parts)
-    if failed:
-        detail = f"{len(failed)} regression(s): " + ", ".join(f"{v.variant} {v.check}" for v in failed) + "; gated " + detail
+        parts.append(f"latency of {len(lat)} against {latency_mode(qb)}")
     else:
-        detail = "gated " + detail
-    machine = fingerprint.describe(fingerprint.fingerprint(qb.settings.threads))
+        parts.append(
+            "latency NOT GATED (no --qbench-base and no stored run for this machine: "
+            "`--qbench-base origin/main` measures the base in this job)"
+        )
+    bad = len(failed) + len(base_failures)
+    head = "FAIL" if bad else ("PASS" if lat else "PASS (accuracy only)")
+    detail = "gated " + "; ".join(parts)
+    if bad:
+        names = [f"{v.variant} {v.check}" for v in failed] + [f"{name} base" for name in (qb.base.failures if qb.base else {})]
+        detail = f"{bad} failure(s): {', '.join(names)}; {detail}"
     return [
         *((v.line, True) for v in failed),
-        (
-            f"qbench gate: {head} on machine {machine_id} ({machine}): {detail}",
-            bool(failed),
-        ),
+        *((f"qbench: {e}", True) for e in base_failures),
+        (f"qbench gate: {head} on machine {machine_id} ({machine}): {detail}", bool(bad)),
     ]

@@ -73,11 +73,16 @@ def stderr_tail(text: str, lines: int = 3, limit: int = 400) -> str:
     return tail if len(tail) <= limit else "..." + tail[-limit:]
 
 
-def child_env() -> dict:
-    """The parent's environment, with qbench importable and TensorFlow's chatter down."""
+def child_env(code_root: str | os.PathLike | None = None) -> dict:
+    """The parent's environment, with qbench importable and TensorFlow's chatter down.
+
+    ``code_root``: a checkout of another revision (the same-job base, :mod:`qbench.base`) whose
+    ``qbench`` package, if it has one, the child imports instead of this one.
+    """
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parent.parent)
-    paths = [package_parent, os.getcwd(), env.get("PYTHONPATH", "")]
+    first = [str(code_root)] if code_root is not None else []
+    paths = [*first, package_parent, str(code_root or os.getcwd()), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -105,7 +110,7 @@ def fixed_address_layout() -> None:
 class Worker:
     """One ``python -m qbench.worker`` process for ``label`` (a variant name)."""
 
-    def __init__(self, label: str, environment: dict[str, str] | None = None):
+    def __init__(self, label: str, environment: dict[str, str] | None = None, code_root: Path | None = None):
         self.label = label
         self.stopped = False
         self.crash: WorkerCrash | None = None
@@ -120,7 +125,8 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=self.log,
                 stderr=self.log,
-                env=child_env() | (environment or {}),
+                env=child_env(code_root) | (environment or {}),
+                cwd=code_root,
                 preexec_fn=fixed_address_layout if sys.platform.startswith("linux") else None,  # noqa: PLW1509 - no threads in the parent
             )
         finally:
@@ -263,11 +269,23 @@ class RemoteRunner:
         self.worker.close()
 
 
-def start_remote_runner(variant: str, path: Path, meta: dict, threads: int, options: dict, session_inputs: dict) -> RemoteRunner:
-    """A worker with ``variant`` loaded from ``path`` and the test split in memory."""
+def start_remote_runner(
+    variant: str,
+    path: Path,
+    meta: dict,
+    threads: int,
+    options: dict,
+    session_inputs: dict,
+    code_root: Path | None = None,
+    label: str | None = None,
+) -> RemoteRunner:
+    """A worker with ``variant`` loaded from ``path`` and the test split in memory.
+
+    ``code_root``/``label``: the same-job base's twin, run with the base revision's code (:mod:`qbench.base`).
+    """
     from qbench import backends
 
-    worker = Worker(variant, backends.get(variant).environment)
+    worker = Worker(label or variant, backends.get(variant).environment, code_root)
     try:
         info = worker.request(
             "load",

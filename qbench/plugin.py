@@ -18,6 +18,7 @@ GATE_KEY = pytest.StashKey[object]()
 MACHINE_KEY = pytest.StashKey[str]()
 SESSION_KEY = pytest.StashKey[object]()
 FATAL_KEY = pytest.StashKey[str]()
+BASE_KEY = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,9 +41,12 @@ def pytest_configure(config: pytest.Config) -> None:
     def option(name: str):
         return config.getoption(f"qbench_{name.replace('-', '_')}")
 
+    from qbench.base import resolve
+
     try:
         settings = settings_from_options(option)
-        config.stash[GATE_KEY] = gate_settings(option, settings.variants, settings.seed)
+        gate = config.stash[GATE_KEY] = gate_settings(option, settings.variants, settings.seed)
+        config.stash[BASE_KEY] = resolve(gate.base, gate.base_model, config.invocation_params.dir)
     except QBenchError as exc:
         raise pytest.UsageError(f"qbench: {exc}") from None
     config.stash[SETTINGS_KEY] = settings
@@ -90,7 +94,13 @@ def get_session(config: pytest.Config):
 
     session = config.stash.get(SESSION_KEY, None)
     if session is None:
-        session = QBenchSession(config.stash[SETTINGS_KEY], make_progress(config), injections=config.stash[GATE_KEY].injections)
+        settings, progress, spec = config.stash[SETTINGS_KEY], make_progress(config), config.stash[BASE_KEY]
+        base = None
+        if spec is not None:
+            from qbench.base import BaseTwins
+
+            base = BaseTwins(spec, settings, progress)
+        session = QBenchSession(settings, progress, injections=config.stash[GATE_KEY].injections, base=base)
         config.stash[SESSION_KEY] = session
     return session
 

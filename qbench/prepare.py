@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-fingerprint", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--import-origin", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument(
+        "--manifest",
+        default=None,
+        help="write what was built (variant -> artifact path and metadata, model key, dataset fingerprint) to this "
+        "JSON file; variants this revision does not know are listed as missing, not an error (the same-job base)",
+    )
+    parser.add_argument(
         "--calibration-study",
         action="store_true",
         help="also build the calibration study's int8 models (qbench.calibration_study)",
@@ -109,23 +115,33 @@ def main(argv: list[str] | None = None) -> int:
         model_only = args.variants == "none"
         if model_only:
             args.variants = None
+        missing = {}
+        if args.manifest is not None and args.variants:
+            known = set(backends.names())
+            wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+            missing = {v: "not a variant at this revision" for v in wanted if v not in known and v not in backends.groups()}
+            args.variants = ",".join(v for v in wanted if v not in missing) or "all"
         settings = settings_from_options(lambda name: getattr(args, name.replace("-", "_")))
         dataset = load_session_dataset(settings, image_size_for(settings), progress if not child else lambda _m: None)
         if child and dataset.fingerprint() != args.expect_fingerprint:
             raise QBenchError("the dataset changed while the benchmark was starting (fingerprint mismatch); run again")
-        builder = VariantBuilder(prepare_model(settings, dataset, progress), dataset, settings, progress)
+        model_info = prepare_model(settings, dataset, progress)
+        builder = VariantBuilder(model_info, dataset, settings, progress)
+        built = {}
         for variant in () if model_only else settings.variants:
             if child:
                 print(f"@variant {variant}", flush=True)  # the parent blames a crash on this variant
             reason = backends.get(variant).unavailable()
             if reason:
                 progress(f"skipping {variant}: {reason}")
+                missing[variant] = f"cannot run here: {reason}"
                 continue
             try:
-                builder.build(variant)
+                built[variant] = builder.build(variant)
             except Exception as exc:
                 message = f"{variant}: build failed: {type(exc).__name__}: {one_line(exc, 300)}"
                 print(f"@failed {message}" if child else f"qbench: {message}", flush=True)
+                missing[variant] = f"build failed: {type(exc).__name__}: {one_line(exc, 300)}"
                 if child:
                     return 3
         if args.calibration_study:
@@ -135,10 +151,36 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"@variant {study.STUDY_VARIANT}", flush=True)
             sets = study.calibration_sets(dataset, settings.study_fractions, settings.seed)
             study.build_models(builder, sets, progress)
+        if args.manifest is not None:
+            _write_manifest(args.manifest, model_info, dataset, built, missing)
     except QBenchError as exc:
         print(f"@error {exc}" if child else f"qbench: {exc}", flush=True)
         return 3
     return 0
+
+
+def _write_manifest(path: str, model_info, dataset, built: dict, missing: dict) -> None:
+    """What this revision built, for a run of another revision that measures it (:mod:`qbench.base`)."""
+    from pathlib import Path
+
+    import qbench
+    from qbench.fsutil import atomic_write_json
+
+    atomic_write_json(
+        Path(path),
+        {
+            "model_key": model_info.key,
+            "model": str(model_info.path),
+            "preprocess": model_info.preprocess,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "qbench": str(Path(qbench.__file__).resolve().parent),
+            "variants": {
+                name: {"path": str(Path(art.path).resolve()), "meta": art.meta, "size_bytes": art.size_bytes}
+                for name, art in built.items()
+            },
+            "missing": missing,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 
 from qbench import backends
 from qbench.backends.identity import HARNESS_FLOOR
+from qbench.base import TWIN_SUFFIX, is_twin, twin
 from qbench.config import Settings
 from qbench.datasets import Dataset, load_session_dataset
 from qbench.errors import QBenchError
@@ -76,6 +77,11 @@ def _say_once(progress: Progress) -> Progress:
     return say
 
 
+def _measured(name: str) -> bool:
+    """A campaign entry that is one of this run's variants (not the harness floor, not a base twin)."""
+    return name != HARNESS_FLOOR and not is_twin(name)
+
+
 class QBenchSession:
     """Lazily builds, loads and measures everything for one run."""
 
@@ -86,8 +92,10 @@ class QBenchSession:
         isolate: bool = True,
         announce_dataset: bool = True,
         injections: Injections | None = None,
+        base=None,
     ):
         self.settings = settings
+        self.base = base  # qbench.base.BaseTwins: the same-job base, measured beside every variant
         self.injections = injections or Injections()
         self.isolate = isolate
         self.announce_dataset = announce_dataset
@@ -387,19 +395,41 @@ class QBenchSession:
                 except QBenchError as exc:
                     if exc.fatal:
                         raise
+                    continue
+                if self.base is not None:  # the twin right after its candidate: the rotation keeps them close in time
+                    with contextlib.suppress(QBenchError):
+                        timers[twin(name)] = self.base.timer(name, self.worker_inputs())
             if timers:
                 timers[HARNESS_FLOOR] = self._timer(HARNESS_FLOOR, runner=self._harness_floor())
             again = " again, to confirm" if self._latency_blocks else ""
             self.progress(f"latency: timing {', '.join(timers)} in interleaved rounds{again}, about {max_time:g}s each")
             self._latency_blocks.append(
-                interleaved_samples(
-                    timers, max_time, min_rounds, on_error=lambda name, exc: self._fail(name, exc), progress=self.progress
-                )
+                interleaved_samples(timers, max_time, min_rounds, on_error=self._timing_failed, progress=self.progress)
             )
         blocks = self._latency_blocks[campaign]
         if variant not in blocks:
             raise self.failures.get(variant) or QBenchError(f"{variant}: no latency samples", fatal=False)
         return phase_blocks(blocks[variant], phase)
+
+    def _timing_failed(self, name: str, exc: Exception) -> None:
+        if is_twin(name):
+            self.base.fail(name[: -len(TWIN_SUFFIX)], "latency", exc)
+        else:
+            self._fail(name, exc)
+
+    def base_blocks(self, variant: str, max_time: float = 2.0, min_rounds: int = 5, campaign: int = 0) -> list[np.ndarray]:
+        """End-to-end seconds of ``variant``'s base twin, from the same campaign (and rounds) as the variant's."""
+        from qbench.latency import phase_blocks
+
+        self.latency_blocks(variant, max_time, min_rounds, campaign)
+        blocks = self._latency_blocks[campaign].get(twin(variant))
+        if blocks is None:
+            raise self.base.failures.get(variant) or QBenchError(f"{variant}: {self.base.label}: no latency samples", fatal=False)
+        return phase_blocks(blocks, "end_to_end")
+
+    def base_predictions(self, variant: str) -> np.ndarray:
+        """The base twin's predicted labels on the test split (``--qbench-base``)."""
+        return self.base.predictions(variant, self.worker_inputs(), self.dataset.fingerprint())
 
     def _harness_floor(self):
         """The identity runner (:mod:`qbench.backends.identity`), started like any variant's."""
@@ -449,9 +479,7 @@ class QBenchSession:
         from qbench.latency import phase_blocks
 
         campaign = self._latency_blocks[-1]
-        return {
-            name: block_sketches(phase_blocks(blocks, "end_to_end")) for name, blocks in campaign.items() if name != HARNESS_FLOOR
-        }
+        return {name: block_sketches(phase_blocks(blocks, "end_to_end")) for name, blocks in campaign.items() if _measured(name)}
 
     def campaign_samples(self, phase: str = "end_to_end") -> dict[str, np.ndarray]:
         """Every per-call time (seconds) of each variant in the latest campaign: the report's distributions."""
@@ -460,22 +488,7 @@ class QBenchSession:
         if not self._latency_blocks:
             return {}
         campaign = self._latency_blocks[-1]
-        return {name: np.concatenate(phase_blocks(b, phase)) for name, b in campaign.items() if name != HARNESS_FLOOR}
-
-    def same_run_ratios(self) -> dict[str, float]:
-        """Each variant's gated percentile over the reference's, from the latest campaign (if one ran).
-
-        Computed from the block sketches, exactly as the gate computes the ratio it compares with it.
-        """
-        from qbench.gate import GATE_QUANTILE
-        from qbench.stats import pooled_quantile
-
-        sketches = self.campaign_sketches()
-        ref = backends.reference_name()
-        if ref not in sketches:
-            return {}
-        base = pooled_quantile(sketches[ref], GATE_QUANTILE)
-        return {name: float(pooled_quantile(s, GATE_QUANTILE) / base) for name, s in sketches.items() if name != ref}
+        return {name: np.concatenate(phase_blocks(b, phase)) for name, b in campaign.items() if _measured(name)}
 
     def record_verdict(self, verdict) -> None:
         self.verdicts[(verdict.variant, verdict.check)] = verdict
@@ -490,6 +503,8 @@ class QBenchSession:
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
+        if self.base is not None:
+            self.base.close()
 
     # ------------------------------------------------------------ summary
     def environment(self) -> dict:
