@@ -143,3 +143,75 @@ def gate_summary_lines(qb, gate, machine_id: str) -> list[tuple[str, bool]]:
         *((f"qbench: {e}", True) for e in base_failures),
         (f"qbench gate: {head} on machine {machine_id} ({machine}): {detail}", bool(bad)),
     ]
+
+
+def base_comparison(qb) -> dict[str, dict]:
+    """Variant -> base, candidate and their ratio (with its interval) from this run's same-job verdicts."""
+    if qb.base is None:
+        return {}
+    out: dict[str, dict] = {}
+    for (variant, check), v in qb.verdicts.items():
+        row = out.setdefault(variant, {"base": qb.base.label})
+        if check == "latency":
+            f = v.figures
+            row |= {
+                "base_p10_ms": f.get("base_p10_ms"),
+                "candidate_p10_ms": f.get("candidate_p10_ms"),
+                "ratio": f.get("ratio"),
+                "ratio_ci": [f.get("low"), f.get("high")],
+                "latency_ok": v.ok,
+            }
+        else:
+            f = v.figures
+            row |= {
+                "base_accuracy": f["accuracy"] + f["loss"],
+                "candidate_accuracy": f["accuracy"],
+                "newly_wrong": f["worse"],
+                "newly_right": f["better"],
+                "mcnemar_p": f["p_value"],
+                "accuracy_ok": v.ok,
+            }
+    for variant, error in qb.base.failures.items():
+        out.setdefault(variant, {"base": qb.base.label})["failure"] = str(error)
+    return out
+
+
+def render_base_table(comparison: dict[str, dict]) -> str:
+    """The same-job comparison as Markdown (empty without a base)."""
+    from qbench.report import format_value
+
+    if not comparison:
+        return ""
+    lines = [
+        f"Same-job comparison against {next(iter(comparison.values()))['base']} (p10 latency, interleaved rounds):",
+        "| Variant | Base p10 [ms] | Candidate p10 [ms] | Ratio (95% CI) | Base accuracy | Candidate accuracy | Verdict |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for variant, c in comparison.items():
+        ci = c.get("ratio_ci") or [None, None]
+        ratio = format_value(c.get("ratio"), ".3f") + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci[0] is not None else "")
+        oks = [c[k] for k in ("latency_ok", "accuracy_ok") if k in c]
+        verdict = c["failure"] if "failure" in c else ("ok" if all(oks) else "REGRESSED")
+        lines.append(
+            f"| {variant} | {format_value(c.get('base_p10_ms'), '.3f')} | {format_value(c.get('candidate_p10_ms'), '.3f')} "
+            f"| {ratio} | {format_value(c.get('base_accuracy'), '.4f')} | {format_value(c.get('candidate_accuracy'), '.4f')} "
+            f"| {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def gate_page(qb, gate_lines: list[tuple[str, bool]]) -> dict | None:
+    """What index.html opens with: PASS/FAIL, the mode, and every verdict line (passing ones too)."""
+    if not gate_lines:
+        return None
+    verdict = gate_lines[-1][0]
+    lines = [(v.line, v.ok) for v in qb.verdicts.values()]
+    lines += [(f"qbench: {e}", False) for e in (qb.base.failures.values() if qb.base is not None else ())]
+    return {
+        "verdict": verdict,
+        "passed": verdict.startswith("qbench gate: PASS"),
+        "gated": bool(qb.verdicts),
+        "mode": latency_mode(qb),
+        "lines": lines,
+        "comparison": base_comparison(qb),
+    }

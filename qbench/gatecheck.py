@@ -1,10 +1,22 @@
-"""``python -m qbench.gatecheck --runs N``: measure the gate's false-alarm and detection rates here.
+"""``python -m qbench.gatecheck --runs N [--mode stored|ab]``: measure the gate's false-alarm and detection rates here.
 
 A gate is only worth having if it passes unmodified code and fails real
-regressions.  This runs the gate (``pytest benchmarks/test_gate.py``, each
-run a fresh set of worker processes, as in real use) against a latency
-baseline it records first on this machine (in a scratch storage, never
-``baselines/``):
+regressions.  Each run is a fresh ``pytest benchmarks/test_gate.py`` (a new
+set of worker processes, as in real use).
+
+``--mode ab`` checks the same-job gate (:mod:`qbench.base`) and needs no
+stored run: every run measures the candidate against ``--qbench-base``
+(default ``HEAD``, so base = candidate when the tree is clean):
+
+* N times unmodified: any failing verdict is a false alarm;
+* N times with one candidate variant slowed by ``--slowdown`` (the injection
+  is the candidate's only, never the base twin's), rotating over the variants;
+* N times with ``--accuracy-loss`` of one candidate variant's test images
+  turned wrong, rotating.
+
+``--mode stored`` (the default) checks the stored-run gate against a
+latency baseline it records first on this machine (in a scratch storage,
+never ``baselines/``):
 
 * N times unmodified: any failing verdict is a false alarm;
 * N times with one variant slowed by ``--slowdown`` (default 1.3x),
@@ -16,6 +28,9 @@ baseline it records first on this machine (in a scratch storage, never
 
 It prints a progress line per run and ends with
 ``false alarms a/N, slowdowns detected b/N, accuracy losses detected c/N``.
+In either mode it refuses to report rates when the gate it checks never
+engaged (no baseline recorded, no base built, a run gated in another mode),
+and says why in one line.
 """
 
 from __future__ import annotations
@@ -61,6 +76,18 @@ def _failed(run: dict) -> list[dict]:
     return [v for v in run["verdicts"] if not v["ok"]]
 
 
+def _engaged(run: dict, mode: str, variants, check: str, what: str) -> None:
+    """Refuse (one line) unless every variant got a ``check`` verdict from the mode being checked."""
+    got = {v["variant"] for v in run["verdicts"] if v["check"] == check and v["against"].startswith(mode)}
+    missing = [v for v in variants if v not in got]
+    if missing:
+        why = "; ".join(run.get("base_failures", {}).values()) or run["verdict"]
+        raise QBenchError(
+            f"{what}: the {mode} gate did not gate {check} of {', '.join(missing)} (gate mode: {run.get('mode')}); "
+            f"no rates reported: {why}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qbench.gatecheck", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="runs of each kind (default 20)")
@@ -81,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         help="rolling: each passing unmodified run is the next runs' baseline (base and candidate a minute apart, "
         "as in one CI job); once: every run against the first (default rolling)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("stored", "ab"),
+        default="stored",
+        help="stored: against a latency run stored on this machine first; ab: against a same-job base (--base), "
+        "no stored run needed (default stored)",
+    )
+    parser.add_argument("--base", default="HEAD", help="with --mode ab: the base revision (default HEAD)")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments, after --")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.slowdown <= 1.0 or not 0.0 < args.accuracy_loss < 1.0:
@@ -106,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[gatecheck {time.perf_counter() - t_start:5.0f}s] {message}", flush=True)
 
+    if args.mode == "ab":
+        return _ab(args, variants, work, log, say)
     try:
         say(f"recording this machine's latency baseline (log: {log})")
         base = _pytest(
@@ -115,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if base["rc"] != 0:
             raise QBenchError(f"the baseline run itself fails the gate: {base['verdict']}")
+        if not list(storage.glob("*/*.json")):
+            raise QBenchError(
+                f"the baseline run stored no latency run ({_log_line(log, 'no baseline saved') or 'see ' + str(log)}); "
+                "the stored-run gate never engaged, so no rates are reported (--mode ab needs no stored run)"
+            )
         accuracy = {v["variant"]: v["figures"]["accuracy"] for v in base["verdicts"] if v["check"] == "accuracy"}
         if not accuracy:
             raise QBenchError(
@@ -128,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         n = args.runs
         for i in range(n):
             run = _pytest([*compare, *resave], work / "run", log)
+            _engaged(run, "stored run", variants, "latency", f"unmodified run {i + 1}")
             bad = _failed(run)
             false_alarms += bool(bad)
             cleared = [v for v in run["verdicts"] if v["ok"] and "first" in v["figures"]]
@@ -139,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             victim = variants[i % len(variants)]
             run = _pytest([*compare, f"--qbench-inject-slowdown={victim}={args.slowdown}"], work / "run", log)
-            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] in ("latency", "ratio")]
+            _engaged(run, "stored run", [victim], "latency", f"slowdown run {i + 1}")
+            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "latency"]
             others = [v for v in _failed(run) if v not in hit]
             slow_hits += bool(hit)
-            mine = next((v for v in run["verdicts"] if v["variant"] == victim and v["check"] in ("latency", "ratio")), None)
+            mine = next((v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "latency"), None)
             say(
                 f"slowdown {i + 1}/{n} ({victim} x{args.slowdown:g}): {'detected' if hit else 'MISSED'}"
                 + (f" ({mine['line'].split(': ', 1)[1]})" if mine else "")
@@ -172,6 +216,83 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"false alarms {false_alarms}/{n}, slowdowns detected {slow_hits}/{n}, accuracy losses detected {error_hits}/{n}")
     print(f"(unmodified runs whose first campaign looked slower and a second campaign cleared: {withdrawn}/{n})")
+    return 0
+
+
+def _log_line(log: Path, needle: str) -> str:
+    lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if needle in ln]
+    return lines[-1].removeprefix("[qbench] ") if lines else ""
+
+
+def _clean_tree(base: str) -> str | None:
+    """Why base = candidate does not hold (tracked files differ from ``base``), or ``None``."""
+    proc = subprocess.run(["git", "diff", "--quiet", base, "--", "."], capture_output=True, check=False)
+    if proc.returncode == 1:
+        return f"the working tree differs from {base}: base = candidate would not hold (commit first, or pass --base)"
+    return None
+
+
+def _ab(args, variants, work: Path, log: Path, say) -> int:
+    """The same-job gate's rates: base = candidate, slowed candidate, wrong candidate."""
+    n = args.runs
+    common = [f"--qbench-base={args.base}", f"--qbench-variants={','.join(variants)}", *args.pytest_args]
+    compare = ["benchmarks/test_gate.py", *common]
+    false_alarms = slow_hits = error_hits = withdrawn = 0
+    accuracy: dict[str, float] = {}
+    try:
+        dirty = _clean_tree(args.base)
+        if dirty:
+            raise QBenchError(dirty)
+        for i in range(n):
+            run = _pytest(compare, work / "run", log)
+            _engaged(run, "same-job base", variants, "latency", f"unmodified run {i + 1}")
+            _engaged(run, "same-job base", variants, "accuracy", f"unmodified run {i + 1}")
+            accuracy = {v["variant"]: v["figures"]["accuracy"] for v in run["verdicts"] if v["check"] == "accuracy"}
+            bad = _failed(run)
+            false_alarms += bool(bad)
+            cleared = [v for v in run["verdicts"] if v["ok"] and "first" in v["figures"]]
+            withdrawn += bool(cleared)
+            say(
+                f"base = candidate {i + 1}/{n}: "
+                + ("FALSE ALARM: " + "; ".join(v["line"] for v in bad) if bad else "pass")
+                + (f" (after re-measuring: {'; '.join(v['line'] for v in cleared)})" if cleared else "")
+            )
+            victim = variants[i % len(variants)]
+            run = _pytest([*compare, f"--qbench-inject-slowdown={victim}={args.slowdown}"], work / "run", log)
+            _engaged(run, "same-job base", [victim], "latency", f"slowdown run {i + 1}")
+            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "latency"]
+            others = [v for v in _failed(run) if v not in hit]
+            slow_hits += bool(hit)
+            mine = next(v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "latency")
+            say(
+                f"slowdown {i + 1}/{n} ({victim} x{args.slowdown:g}, candidate only): {'detected' if hit else 'MISSED'} "
+                f"({mine['line'].split(': ', 1)[1]})"
+                + (f"; also failed: {', '.join(v['variant'] + ' ' + v['check'] for v in others)}" if others else "")
+            )
+        for i in range(n):
+            victim = variants[i % len(variants)]
+            fraction = min(1.0, args.accuracy_loss / max(accuracy[victim], 1e-9))  # of its correct predictions
+            run = _pytest(
+                [*compare, "-k", "accuracy_gate", "--benchmark-disable", f"--qbench-inject-error={victim}={fraction:.6f}"],
+                work / "run",
+                log,
+            )
+            _engaged(run, "same-job base", [victim], "accuracy", f"accuracy run {i + 1}")
+            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "accuracy"]
+            error_hits += bool(hit)
+            mine = next(v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "accuracy")
+            say(
+                f"accuracy loss {i + 1}/{n} ({victim} -{args.accuracy_loss:.0%}): "
+                f"{'detected' if hit else 'MISSED'} ({mine['line']})"
+            )
+    except QBenchError as exc:
+        print(f"qbench: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("qbench: gatecheck interrupted", file=sys.stderr)
+        return 130
+    print(f"false alarms {false_alarms}/{n}, slowdowns detected {slow_hits}/{n}, accuracy losses detected {error_hits}/{n}")
+    print(f"(base = candidate runs whose first campaign looked slower and a second campaign cleared: {withdrawn}/{n})")
     return 0
 
 

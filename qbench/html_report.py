@@ -25,6 +25,10 @@ table { border-collapse: collapse; font-size: 0.9em; margin: 0.6em 0; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; } th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.failed td { background: #fde8e8; }
+.gate { border: 2px solid; border-radius: 6px; padding: 0.6em 1em; margin: 1em 0; }
+.gate.pass { border-color: #2a7d2a; background: #eef8ee; } .gate.fail { border-color: #b22; background: #fdeeee; }
+.gate.none { border-color: #b80; background: #fff8e6; }
+.gate .head { font-size: 1.4em; font-weight: bold; } .gate li.bad { color: #b22; font-weight: bold; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { flex: 1 1 320px; max-width: 380px; }
 .note { color: #555; font-size: 0.92em; }
@@ -105,6 +109,43 @@ def _layer_table(variant: str, layers: list[dict], n: int = 10) -> str:
     return "\n".join(out) + "</table>"
 
 
+def _gate_section(gate: dict | None) -> str:
+    """The gate first: PASS/FAIL, the mode that gated latency, every verdict line with its numbers."""
+    if gate is None:
+        return '<div class="gate none"><div class="head">Gate: not run</div><p>no gate test ran in this run</p></div>'
+    kind = "pass" if gate["passed"] and gate["mode"] != "latency not gated" else ("fail" if not gate["passed"] else "none")
+    head = "PASS" if gate["passed"] else "FAIL"
+    if gate["passed"] and gate["mode"] == "latency not gated":
+        head = "PASS (accuracy only)" if gate["gated"] else "NOTHING GATED"
+    out = [f'<div class="gate {kind}"><div class="head">Gate: {head}</div>']
+    out.append(f"<p>Latency gated against: <b>{html.escape(gate['mode'])}</b></p>")
+    out.append(f'<p class="note">{html.escape(gate["verdict"])}</p><ul>')
+    out.extend(f'<li class="{"ok" if ok else "bad"}">{html.escape(line)}</li>' for line, ok in gate["lines"])
+    out.append("</ul>")
+    comparison = gate.get("comparison") or {}
+    if comparison:
+        out.append("<table><tr><th>Variant</th><th>Base p10 [ms]</th><th>Candidate p10 [ms]</th><th>Ratio (95% CI)</th>")
+        out.append("<th>Base accuracy</th><th>Candidate accuracy</th></tr>")
+        for variant, c in comparison.items():
+            ci = c.get("ratio_ci") or [None, None]
+            ratio = format_value(c.get("ratio"), ".3f") + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci[0] is not None else "")
+            bad = "failure" in c or not all(c.get(k, True) for k in ("latency_ok", "accuracy_ok"))
+            cells = [
+                format_value(c.get("base_p10_ms"), ".3f"),
+                format_value(c.get("candidate_p10_ms"), ".3f"),
+                ratio,
+                format_value(c.get("base_accuracy"), ".4f"),
+                format_value(c.get("candidate_accuracy"), ".4f"),
+            ]
+            out.append(
+                f'<tr class="{"failed" if bad else ""}"><td>{html.escape(variant)}</td>'
+                + "".join(f'<td class="num">{html.escape(x)}</td>' for x in cells)
+                + "</tr>"
+            )
+        out.append("</table>")
+    return "\n".join(out) + "</div>"
+
+
 def write_html_report(
     out_dir: Path,
     rows: list[dict],
@@ -117,6 +158,7 @@ def write_html_report(
     reference_accuracy: float | None = None,
     layer_errors: dict[str, list[dict]] | None = None,
     class_names: list[str] | None = None,
+    gate: dict | None = None,
 ) -> Path:
     """Draw every figure into ``out_dir/figures`` and write ``out_dir/index.html``; returns its path."""
     out_dir = Path(out_dir)
@@ -128,7 +170,7 @@ def write_html_report(
             drawn.add(Path(path).name)
         return _img(path, alt)
 
-    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts = [f"<h1>{html.escape(title)}</h1>", _gate_section(gate)]
     parts.append("<h2>Accuracy, latency and size</h2>")
     parts.append(
         figure(

@@ -310,8 +310,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(line)
     for error in session.failures.values():
         terminalreporter.write_line(f"qbench: {error}", red=True)
-    from qbench.gate_report import gate_summary_lines, write_gate_json
+    from qbench.gate_report import base_comparison, gate_page, gate_summary_lines, render_base_table, write_gate_json
 
+    comparison = base_comparison(session)
+    for row in rows:
+        if row["variant"] in comparison:
+            row["base"] = comparison[row["variant"]]
+    for line in render_base_table(comparison).splitlines():
+        terminalreporter.write_line(line)
     gate_lines = gate_summary_lines(session, config.stash[GATE_KEY], config.stash[MACHINE_KEY])
     for line, bad in gate_lines:
         terminalreporter.write_line(line, red=bad, green=not bad and line.startswith("qbench gate: PASS"))
@@ -330,14 +336,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             session.calibration_rows,
             session.layer_error_rows,
         )
-        page = write_page(session, rows, notes, names)
+        page = write_page(session, rows, notes, names, gate_page(session, gate_lines))
     except OSError as exc:
         terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
         return
     terminalreporter.write_line(f"speed boost/size reduction relative to native; report written to {page}, {md} and {js}")
 
 
-def write_page(session, rows: list[dict], notes: list[str], class_names):
+def write_page(session, rows: list[dict], notes: list[str], class_names, gate: dict | None = None):
     """index.html and its PNGs (:mod:`qbench.html_report`) from what this run measured."""
     from qbench import backends
     from qbench.html_report import write_html_report
@@ -356,4 +362,5 @@ def write_page(session, rows: list[dict], notes: list[str], class_names):
         reference_accuracy=native.accuracy if native is not None else None,
         layer_errors=session.layer_error_rows,
         class_names=class_names,
+        gate=gate,
     )

@@ -82,7 +82,10 @@ def save(path: Path, evaluations: dict, environment: dict) -> list[str]:
             "compares against them on the same kind of CPU (recorded_on.isa_class)",
             "recorded_on": {
                 "isa_class": isa,
-                **{k: environment.get(k) for k in ("cpu", "threads", "tensorflow_version", "ai_edge_litert_version", "apache_tvm_version")},
+                **{
+                    k: environment.get(k)
+                    for k in ("cpu", "threads", "tensorflow_version", "ai_edge_litert_version", "apache_tvm_version")
+                },
             },
             "variants": dict(sorted(variants.items())),
         },

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from qbench import fingerprint
 from qbench.errors import QBenchError
-from qbench.gate import accuracy_verdict, latency_verdict, ratio_verdict
+from qbench.gate import accuracy_verdict, base_latency_verdict, latency_verdict
 from qbench.inject import corrupt_predictions, parse_assignments, stretch_call
 from qbench.stats import block_sketches, sketch_quantile_ci, sketch_ratio_ci
 
@@ -84,28 +86,82 @@ def test_paired_ratio_cancels_a_slow_phase_shared_by_both():
     assert hi_p - lo_p < hi_u - lo_u
 
 
-def test_ratio_verdict_compares_the_same_run_ratio_with_the_stored_one():
+def test_base_verdict_pairs_the_candidate_with_its_twin_round_by_round():
     rng = np.random.default_rng(8)
-    native = block_sketches(_blocks(rng, 5.0))
-    v = ratio_verdict("as-stored", block_sketches(_blocks(rng, 2.0)), native, "native", 0.4, 1.2)
-    assert v.ok and 0.97 < v.figures["ratio"] < 1.03
-    assert ratio_verdict("slower-than-native-as-stored", block_sketches(_blocks(rng, 7.0)), native, "native", 1.4, 1.2).ok
-    v = ratio_verdict("slowed", block_sketches(_blocks(rng, 2.6)), native, "native", 0.4, 1.2)
-    assert not v.ok and "1.3" in v.line and "stored ratio" in v.line
+    phase = np.where(np.arange(20) % 5 == 0, 1.6, 1.0)  # slow rounds hit candidate and base alike
+    base = block_sketches([p * rng.lognormal(0, 0.03, 200) for p in phase])
+    same = block_sketches([p * rng.lognormal(0, 0.03, 200) for p in phase])
+    slow = block_sketches([1.3 * p * rng.lognormal(0, 0.03, 200) for p in phase])
+    v = base_latency_verdict("x", same, base, "base abc", "same-job base abc", 1.2)
+    assert v.ok and 0.97 < v.figures["ratio"] < 1.03 and v.against == "same-job base abc"
+    v = base_latency_verdict("x", slow, base, "base abc", "same-job base abc", 1.2)
+    assert not v.ok and "1.3" in v.line and "base abc in the same job" in v.line and "wholly above 1.2x" in v.line
+    assert v.figures["base_p10_ms"] > 0 and v.figures["candidate_p10_ms"] > v.figures["base_p10_ms"]
 
 
 # ------------------------------------------------------------- fingerprint
+DATA = Path(__file__).parent / "data"
+
+
 def test_fingerprint_names_what_decides_speed_and_changes_with_it():
     fp = fingerprint.fingerprint()
-    assert {"cpu", "cores", "threads", "host", "python", "tensorflow", "ai-edge-litert", "apache-tvm", "openvino"} <= set(fp)
+    assert {"cpu", "isa", "isa_class", "family", "model", "stepping", "caches", "cores", "threads", "python"} <= set(fp)
+    assert {"tensorflow", "ai-edge-litert", "apache-tvm", "openvino"} <= set(fp)
+    assert "host" not in fp  # /etc/machine-id is the same on every VM made from one image
     assert fp["threads"] == fp["cores"] and fingerprint.fingerprint(1)["threads"] == 1
     mid = fingerprint.machine_id(fp)
-    assert mid.startswith("Linux-CPython-") and f"-{fp['cores']}c-" in mid
+    assert mid.startswith("Linux-CPython-") and f"-{fp['isa_class']}-{fp['cores']}c-" in mid
     assert mid == fingerprint.machine_id(dict(fp))  # stable
-    changes = (("cores", fp["cores"] + 1), ("threads", 7), ("host", "other"), ("tensorflow", "9.9"), ("cpu", "Other CPU"))
+    changes = (
+        ("cores", fp["cores"] + 1),
+        ("threads", 7),
+        ("tensorflow", "9.9"),
+        ("cpu", "Other CPU"),
+        ("model", "99"),
+        ("stepping", "9"),
+        ("caches", "L2 512K"),
+        ("isa", ["avx2"]),
+    )
     for key, value in changes:
         assert fingerprint.machine_id({**fp, key: value}) != mid, key
     assert all(c.isalnum() or c in "-_." for c in mid)  # a directory name
+
+
+def test_two_cpus_that_differ_only_in_avx512_get_two_fingerprints():
+    vnni = (DATA / "cpuinfo-epyc-avx512-vnni.txt").read_text()
+    avx2 = (DATA / "cpuinfo-epyc-avx2-only.txt").read_text()
+    a = fingerprint.fingerprint(cpuinfo=vnni, caches="L2 1024K")
+    b = fingerprint.fingerprint(cpuinfo=avx2, caches="L2 1024K")
+    assert a["cpu"] == b["cpu"] == "AMD EPYC" and a["family"] == b["family"] and a["model"] == b["model"]
+    assert (a["isa_class"], b["isa_class"]) == ("avx512vnni", "avx2")
+    assert {"avx512f", "avx512_vnni", "avx_vnni"} <= set(a["isa"]) and not {"avx512f", "avx512_vnni", "avx_vnni"} & set(b["isa"])
+    assert fingerprint.machine_id(a) != fingerprint.machine_id(b)
+    assert "AVX-512 VNNI" in fingerprint.describe(a) and "AVX2 only" in fingerprint.describe(b)
+
+
+def test_isa_classes():
+    assert fingerprint.isa_class(["avx2", "avx_vnni"]) == "avxvnni"
+    assert fingerprint.isa_class(["avx2", "avx512f"]) == "avx512"
+    assert fingerprint.isa_class(["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]) == "amx"
+    assert fingerprint.isa_class(["sse4_2"]) == "sse"
+
+
+def test_the_fingerprint_reads_the_real_machine_one_core_when_affinity_allows_one():
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import os, json; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+        "from qbench import fingerprint; fp = fingerprint.fingerprint(); "
+        "print(json.dumps({'cores': fp['cores'], 'threads': fp['threads'], 'id': fingerprint.machine_id(fp)}))"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out["cores"] == 1 and out["threads"] == 1 and "-1c-" in out["id"]
+    here = fingerprint.fingerprint()
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        flags = next(line for line in fh if line.startswith("flags")).split()
+    assert ("avx512_vnni" in flags) == ("avx512_vnni" in here["isa"]) and ("avx2" in flags) == ("avx2" in here["isa"])
 
 
 # -------------------------------------------------------------- injections
