@@ -80,6 +80,15 @@ def stable_hash(*parts: object, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def sha256_of(path: str | os.PathLike) -> str:
+    """The file's sha256, hex (what an artifact's sidecar records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     h = hashlib.blake2b(digest_size=32)
     with open(path, "rb") as fh:

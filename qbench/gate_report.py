@@ -43,6 +43,28 @@ def contain_benchmark_compare_fail(config: pytest.Config) -> None:
     bs.check_regressions = check_regressions
 
 
+def store_runs_atomically(config: pytest.Config) -> None:
+    """pytest-benchmark writes a stored run with a plain ``open(..., "wb")``: a run killed mid-write left half a
+    JSON file that every later ``--benchmark-compare`` tripped over.  Its file storage writes through
+    :func:`qbench.fsutil.atomic_write_bytes` instead (same name, same bytes)."""
+    bs = getattr(config, "_benchmarksession", None)
+    storage = getattr(bs, "storage", None)
+    from pytest_benchmark.storage.file import FileStorage
+
+    if not isinstance(storage, FileStorage):
+        return
+    from pytest_benchmark.utils import safe_dumps
+
+    from qbench.fsutil import atomic_write_bytes
+
+    def save(output_json, save):
+        output_file = storage.get(f"{storage._next_num}_{save}.json")
+        atomic_write_bytes(output_file, safe_dumps(output_json, ensure_ascii=True, indent=4).encode())
+        storage.logger.info(f"Saved benchmark data in: {output_file}")
+
+    storage.save = save
+
+
 def save_baselines_if_passed(session: pytest.Session, qb, gate, progress) -> None:
     """Runs before pytest-benchmark saves: only a passing, uninjected run may write a baseline."""
     bs = getattr(session.config, "_benchmarksession", None)

@@ -14,7 +14,7 @@ import numpy as np
 from qbench.config import Profile, Settings
 from qbench.datasets import Dataset, to_model_input
 from qbench.errors import QBenchError
-from qbench.fsutil import atomic_path, atomic_write_json, file_hash, stable_hash
+from qbench.fsutil import atomic_path, atomic_write_json, file_hash, file_lock, sha256_of, stable_hash
 from qbench.keras_io import load_keras_model, model_io_shape
 
 Progress = Callable[[str], None]
@@ -145,7 +145,8 @@ def needs_training(settings: Settings, dataset: Dataset) -> bool:
 
     if settings.model_path is not None or committed_reference(settings, dataset) is not None:
         return False
-    return not trained_model_path(settings, model_key(settings, dataset)).is_file()
+    path = trained_model_path(settings, model_key(settings, dataset))
+    return not path.is_file() or _record_mismatch(path)[1] is not None
 
 
 def trained_model_path(settings: Settings, key: str) -> Path:
@@ -182,30 +183,64 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> M
         return ModelInfo(ref.path, ref.key, dataset.image_size, dataset.num_classes, False, "unit", ref.meta.get("train_seconds"))
     key = model_key(settings, dataset)
     path = trained_model_path(settings, key)
-    meta_path = path.parent / "meta.json"
-    if path.is_file():
-        try:
-            model = load_keras_model(path, "cached model")
-            model_io_shape(model)
-            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-            progress(f"using cached model {path}")
-            return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", meta.get("train_seconds"))
-        except (QBenchError, ValueError) as exc:
-            progress(f"cached model unusable ({exc}); training again")
-    seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
-    atomic_write_json(
-        meta_path,
-        {
-            "dataset": dataset.name,
-            "fingerprint": dataset.fingerprint(),
-            "profile": settings.profile.name,
-            "seed": settings.seed,
-            "train_seconds": round(seconds, 2),
-            "train_samples": int(len(dataset.train_idx)),
-        },
-    )
+    cached = _cached_model(path, key, dataset, progress, quiet=True)
+    if cached is not None:
+        return cached
+    # a second run training the same model waits here, then uses the first run's file
+    with file_lock(path.with_name("model.lock"), lambda: progress(f"waiting for another run that is training {path}")):
+        cached = _cached_model(path, key, dataset, progress)
+        if cached is not None:
+            return cached
+        seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
+        atomic_write_json(
+            path.parent / "meta.json",
+            {
+                "dataset": dataset.name,
+                "fingerprint": dataset.fingerprint(),
+                "profile": settings.profile.name,
+                "seed": settings.seed,
+                "train_seconds": round(seconds, 2),
+                "train_samples": int(len(dataset.train_idx)),
+                "artifact": {"size": path.stat().st_size, "sha256": sha256_of(path)},
+            },
+        )
     progress(f"trained in {seconds:.0f}s, saved {path}")
     return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", seconds)
+
+
+def _record_mismatch(path: Path) -> tuple[dict, str | None]:
+    """``meta.json`` beside the trained model, and why the model does not match its size/sha256 record (``None``: it does)."""
+    try:
+        meta = json.loads((path.parent / "meta.json").read_text())
+        record = meta["artifact"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, "size/sha256: no readable record in meta.json"
+    if path.stat().st_size != record.get("size"):
+        return meta, f"size/sha256: {path.stat().st_size} bytes, recorded {record.get('size')}"
+    if sha256_of(path) != record.get("sha256"):
+        return meta, "size/sha256: same size, other sha256"
+    return meta, None
+
+
+def _cached_model(path: Path, key: str, dataset: Dataset, progress: Progress, quiet: bool = False) -> ModelInfo | None:
+    """The trained model in the cache if it matches its record (size, sha256) and loads; else ``None``.
+
+    ``quiet``: only look (outside the lock, where another run may be writing it); otherwise say why not in one line.
+    """
+    if not path.is_file():
+        return None
+    meta, why = _record_mismatch(path)
+    if why is None:
+        try:
+            model_io_shape(load_keras_model(path, "cached model"))
+        except (QBenchError, ValueError) as exc:
+            why = f"it does not load: {exc}"
+    if why is not None:
+        if not quiet:
+            progress(f"model: cached model {path} does not match its record ({why}); training again")
+        return None
+    progress(f"using cached model {path}")
+    return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", meta.get("train_seconds"))
 
 
 def keras_predict_scores(model, images: np.ndarray, preprocess: str, batch_size: int = 64) -> np.ndarray:

@@ -19,6 +19,7 @@ MACHINE_KEY = pytest.StashKey[str]()
 SESSION_KEY = pytest.StashKey[object]()
 FATAL_KEY = pytest.StashKey[str]()
 BASE_KEY = pytest.StashKey[object]()
+REPORTED_KEY = pytest.StashKey[dict]()  # a failure's one line -> the test that reported it first
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,9 +66,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    from qbench.gate_report import contain_benchmark_compare_fail
+    from qbench.gate_report import contain_benchmark_compare_fail, store_runs_atomically
 
     contain_benchmark_compare_fail(session.config)
+    store_runs_atomically(session.config)
 
 
 def make_progress(config: pytest.Config):
@@ -220,12 +222,23 @@ def record_benchmark(qbench, variant: str, benchmark, reference: bool = False, e
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A qbench error is one line; a variant's failure (a crash, a build error) is reported by the first test
+    that meets it, and every later test of that variant is skipped with a short reference to it."""
     report = yield
     if call.excinfo is not None and call.excinfo.errisinstance(QBenchError):
         exc = call.excinfo.value
-        report.longrepr = f"qbench: {exc}"
         report.sections = []  # the framework's import chatter is noise next to the real message
-        if getattr(exc, "fatal", True):
+        fatal = getattr(exc, "fatal", True)
+        reported = item.config.stash.setdefault(REPORTED_KEY, {})
+        first = reported.get(str(exc))
+        if first is not None and not fatal:
+            short = str(exc).split("; last stderr:")[0]
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {short} (reported by {first})")
+            return report
+        reported.setdefault(str(exc), item.nodeid)
+        report.longrepr = f"qbench: {exc}"
+        if fatal:
             item.session.shouldstop = f"qbench: {exc}"
             item.config.stash[FATAL_KEY] = str(exc)
     return report

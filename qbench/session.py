@@ -302,7 +302,7 @@ class QBenchSession:
 
             self.check_variant(study.STUDY_VARIANT)
             sets = self.calibration_sets()
-            missing = [c for c in sets if not self.builder.calibrated(c.indices).path_for(study.STUDY_VARIANT).is_file()]
+            missing = [c for c in sets if not self.builder.calibrated(c.indices).is_current(study.STUDY_VARIANT)]
             if self.isolate and missing:
                 from qbench.prepare import prepare_in_subprocess
 
@@ -327,7 +327,7 @@ class QBenchSession:
     # ------------------------------------------------------ per-layer error
     def _built(self, variant: str):
         """``variant``'s artifact whether or not it is selected (built in a child when isolated)."""
-        built_by_child = self.isolate and not self.builder.path_for(variant).is_file()
+        built_by_child = self.isolate and not self.builder.is_current(variant)
         if built_by_child:
             from qbench.prepare import prepare_in_subprocess
 

@@ -1,4 +1,9 @@
-"""The gate end to end on the smoke model: no baseline, stored baseline, injected regressions."""
+"""The gate end to end on the smoke model: no baseline, stored baseline, same-job base, injected regressions.
+
+No step compares timings taken on another machine: every latency verdict
+here is against a run this test stored a minute earlier on this machine, or
+against a base measured in the same job.
+"""
 
 from __future__ import annotations
 
@@ -32,22 +37,28 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
         rows = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]
         return {r["variant"]: r["accuracy"] for r in rows}
 
+    def gate_json():
+        return json.loads((tmp_path / "report" / "gate.json").read_text())
+
     # 0. nothing stored yet: one line says so; the passing run records the portable baseline
     zero = run_pytest(*common, "--qbench-portable-save")
     out = zero.stdout + zero.stderr
     assert zero.returncode == 0, out[-3000:]
-    assert f"qbench gate: nothing to gate against on machine {machine}" in out
-    assert len(list((tmp_path / "baselines" / "portable").glob("*.json"))) == 1
+    assert f"qbench gate: nothing gated on machine {machine}" in out and "latency not gated" in out
+    stored = list((tmp_path / "baselines" / "portable").glob("*.json"))
+    assert len(stored) == 1
+    assert json.loads(stored[0].read_text())["recorded_on"]["isa_class"] == fingerprint.machine_isa()
     assert not runs.exists()
     seen = accuracies()
 
-    # 1. a machine with no stored run: passes on same-run ratios, says so in one line, never a traceback
+    # 1. a machine with no stored run: accuracy is gated, latency is not, and the line says so (never a plain PASS)
     first = run_pytest(*common, "--benchmark-compare-fail=median:50%", "--benchmark-autosave")
     out = first.stdout + first.stderr
     assert first.returncode == 0, out[-3000:]
     verdict = [ln for ln in out.splitlines() if ln.startswith("qbench gate:")]
-    assert len(verdict) == 1 and verdict[0].startswith(f"qbench gate: PASS on machine {machine}"), verdict
-    assert "same-run ratios only" in verdict[0] and "no stored latency baseline for this fingerprint" in verdict[0]
+    assert len(verdict) == 1 and verdict[0].startswith(f"qbench gate: PASS (accuracy only) on machine {machine}"), verdict
+    assert "latency NOT GATED" in verdict[0] and "accuracy of 2 variant(s) against stored predictions" in verdict[0]
+    assert gate_json()["mode"] == "latency not gated"
     assert "Traceback" not in out and "--benchmark-compare-fail ignored" in out
     assert len(list(runs.glob("*.json"))) == 1  # the passing run became this machine's baseline
     assert accuracies() == seen  # same model, same split, same machine: identical figures
@@ -57,8 +68,11 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
     out = second.stdout + second.stderr
     assert second.returncode == 0, out[-3000:]
     assert re.search(
-        r"qbench gate: PASS .*accuracy of 2 variant\(s\) against stored per-image predictions; latency of 2 against", out
+        r"qbench gate: PASS on .*accuracy of 2 variant\(s\) against stored predictions; "
+        r"latency of 2 against stored run for this machine",
+        out,
     )
+    assert gate_json()["mode"] == "stored run for this machine"
 
     # 3. injected regressions: each named in one line, the run fails and stores nothing
     third = run_pytest(
@@ -73,3 +87,40 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
     assert "qbench gate: FAIL" in out and "Traceback" not in out
     assert "no baseline saved" in out
     assert len(list(runs.glob("*.json"))) == 1
+
+
+def test_same_job_base_model_gates_the_candidate_against_its_twin(smoke_run, tmp_path):
+    """``--qbench-base-model`` with the smoke model itself: base = candidate, then a candidate-only slowdown."""
+    build, _ = smoke_run
+    model = next(build.glob("models/*/model.keras"))
+    common = (
+        "benchmarks/test_gate.py",
+        "--qbench-profile=smoke",
+        f"--qbench-build-dir={build}",
+        f"--qbench-report-dir={tmp_path / 'report'}",
+        f"--qbench-baseline-dir={tmp_path / 'baselines'}",  # no stored predictions: the base alone gates
+        "--qbench-variants=native,tflite-int8",
+        "--benchmark-max-time=0.5",
+        f"--qbench-base-model={model}",
+    )
+    mode = f"same-job base model {model.resolve()}"
+    same = run_pytest(*common, "--qbench-latency-threshold=1.5")
+    out = same.stdout + same.stderr
+    assert same.returncode == 0, out[-3000:]
+    assert f"qbench gate: PASS on machine {fingerprint.machine_id()}" in out
+    assert f"latency of 2 against {mode}" in out and f"accuracy of 2 variant(s) against {mode}" in out
+    assert re.search(r"\| tflite-int8 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \([0-9.]+-[0-9.]+\) \| [0-9.]+ \| [0-9.]+ \| ok \|", out)
+    gate = json.loads((tmp_path / "report" / "gate.json").read_text())
+    assert gate["mode"] == mode and gate["passed"]
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]}
+    assert rows["native"]["base"]["newly_wrong"] == 0 and rows["native"]["base"]["newly_right"] == 0  # the same model
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert page.index("Gate: PASS") < page.index("Accuracy, latency and size")
+    assert "tflite-int8: p10 latency" in page and mode in page
+
+    slowed = run_pytest(*common, "--qbench-inject-slowdown=tflite-int8=2")
+    out = slowed.stdout + slowed.stderr
+    assert slowed.returncode == 1, out[-3000:]
+    assert re.search(r"tflite-int8: slower: p10 latency [0-9.]+x base model .* in the same job \(95% CI", out)
+    assert "qbench gate: FAIL" in out and "1 failure(s): tflite-int8 latency" in out
+    assert "Gate: FAIL" in (tmp_path / "report" / "index.html").read_text()

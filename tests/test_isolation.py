@@ -43,6 +43,11 @@ def test_native_crashes_fail_only_their_variant(crash_run):
     assert re.search(r"qbench: crash-abort: .*Fatal Python error: Aborted \| at File .*crash_variants.py", summary), summary
     assert re.search(r"qbench: crash-build: .*Fatal Python error: Aborted \| at File .*crash_variants.py", summary), summary
     assert "Traceback" not in out
+    # each crash reported once per variant and step by the test that met it; its other tests skip with a reference
+    failures = out[out.index("= FAILURES =") : out.index("short test summary info")] if "= FAILURES =" in out else ""
+    for variant, step in (("crash-abort", "accuracy"), ("crash-segv", "latency"), ("crash-build", "build")):
+        assert failures.count(f"qbench: {variant}: crashed during {step}") == 1, (variant, failures[-3000:])
+    assert re.search(r"SKIPPED \[\d+\] .*crash-abort: crashed during accuracy \(SIGABRT, signal 6\) \(reported by ", out)
     # the summary is printed and written, every other variant measured
     assert "qbench summary" in out
     rows = {r["variant"]: r for r in json.loads((build / "report" / "summary.json").read_text())["rows"]}
