@@ -8,7 +8,7 @@ default kernels the yardstick is LiteRT against itself: the compiled variant
 must be about as close to them as LiteRT's own reference kernels are.  Against
 the reference kernels the bar is tight (top-1 on 99.5 % of images, at most
 1 LSB on average), because TVM's integer lowering
-(:mod:`qbench.tvm_int8_lowering`) follows the reference arithmetic.
+(:mod:`qbench.tvm.int8_lowering`) follows the reference arithmetic.
 
 Where the reference kernels cannot run the model (their SOFTMAX aborts on a
 degenerate softmax input scale, see

@@ -1,4 +1,4 @@
-"""The calibration study (:mod:`qbench.calibration_study`): does int8 accuracy depend on the calibration set?
+"""The calibration study (:mod:`qbench.measure.calibration_study`): does int8 accuracy depend on the calibration set?
 
 ``tflite-int8`` is rebuilt for each fraction of the train split given by
 ``--qbench-calibration-fractions`` and for a one-class set next to a balanced
@@ -15,7 +15,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from qbench.calibration_study import STUDY_VARIANT
+from qbench.measure.calibration_study import STUDY_VARIANT
 
 
 @pytest.fixture(scope="module")

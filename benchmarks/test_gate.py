@@ -1,4 +1,4 @@
-"""The regression gate (:mod:`qbench.gate`), one verdict per variant and check.
+"""The regression gate (:mod:`qbench.gate.verdicts`), one verdict per variant and check.
 
 With a same-job base (``--qbench-base REF`` or ``--qbench-base-model PATH``)
 both checks pair each variant with its base twin measured in this run:
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import pytest
 
-from qbench import portable_baseline
-from qbench.gate import accuracy_verdict, base_latency_verdict, confirmed, latency_verdict, stored_sketch
-from qbench.stats import block_sketches
+from qbench.core.stats import block_sketches
+from qbench.gate import stored as portable_baseline
+from qbench.gate.verdicts import accuracy_verdict, base_latency_verdict, confirmed, latency_verdict, stored_sketch
 
 
 def _judge(qbench, verdict) -> None:

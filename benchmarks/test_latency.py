@@ -11,7 +11,7 @@ percentiles) and the summary.
 
 Each variant runs in its own worker process and is timed there, call by call,
 in rounds interleaved with the other variants while every other worker is
-paused (:mod:`qbench.latency`); the samples are handed to pytest-benchmark,
+paused (:mod:`qbench.measure.latency`); the samples are handed to pytest-benchmark,
 which computes, stores and compares the statistics as usual
 (``pytest benchmarks --benchmark-compare``).
 """
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from qbench import backends
-from qbench.latency import latency_figures, replay
+from qbench.measure.latency import latency_figures, replay
 from qbench.plugin import record_benchmark
 
 
@@ -53,7 +53,7 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation,
     assert len(samples) >= 5 and samples.min() > 0
     figures, invoke = latency_figures(blocks), latency_figures(invoke_blocks)
     assert np.all(np.concatenate(invoke_blocks) <= samples)  # invoke is timed inside each end-to-end call
-    # the block sketch is what a later --benchmark-compare gates against (qbench.gate)
+    # the block sketch is what a later --benchmark-compare gates against (qbench.gate.verdicts)
     benchmark.extra_info["qbench_sketch_us"] = np.round(figures["sketch"] * 1e6, 3).tolist()
     benchmark.extra_info.update({f"{k}_ms": round(v * 1e3, 5) for k, v in figures.items() if k != "sketch"})
     for phase, figs in (("end_to_end", figures), ("invoke", invoke)):

@@ -1,4 +1,4 @@
-"""Per-layer quantization error of the full-integer TFLite variants (:mod:`qbench.layer_error`).
+"""Per-layer quantization error of the full-integer TFLite variants (:mod:`qbench.measure.layer_error`).
 
 Every activation of ``tflite-int8`` and ``tflite-int16x8`` is compared with the
 float model's on test images; the table of layers sorted by SNR lands in the
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qbench.layer_error import STUDIED
-from qbench.tflite_model import op_outputs
+from qbench.backends.tflite_model import op_outputs
+from qbench.measure.layer_error import STUDIED
 
 FLOORS = Path(__file__).resolve().parents[1] / "baselines" / "layer_snr_floor.json"
 

@@ -2,7 +2,7 @@
 
 Three layers, from pure arithmetic to the shipped model:
 
-1. :mod:`qbench.quant` (what qbench uses to quantize inputs) against an exact
+1. :mod:`qbench.backends.quant` (what qbench uses to quantize inputs) against an exact
    ``decimal`` oracle: round half away from zero, saturation, exact zero,
    fixed grid points, the half-step error bound, monotonicity, symmetric
    per-channel weights.
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qbench.quant import (
+from qbench.backends.quant import (
     choose_qparams,
     dequantize,
     dequantize_per_channel,
@@ -33,7 +33,7 @@ from qbench.quant import (
     quantize_weights_symmetric_per_channel,
     round_half_away_from_zero,
 )
-from qbench.tflite_model import single_op_model, weight_tensors
+from qbench.backends.tflite_model import single_op_model, weight_tensors
 
 # ----------------------------------------------------------------- strategies
 
@@ -62,7 +62,7 @@ def exact_ties(scale_exp_values: np.ndarray, scale: float) -> np.ndarray:
     return ((scale_exp_values.astype(np.float64) + 0.5) * scale).astype(np.float32)
 
 
-# ------------------------------------------------- 1. qbench.quant vs the spec
+# ------------------------------------------------- 1. qbench.backends.quant vs the spec
 
 
 @given(hnp.arrays(np.float64, st.integers(1, 50), elements=st.floats(-1e9, 1e9)))

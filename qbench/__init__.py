@@ -5,7 +5,7 @@ Heavy frameworks (TensorFlow, LiteRT, TVM) are imported lazily so that the
 pure-Python parts (datasets, quantization helpers, reports) stay cheap.
 """
 
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 
 __version__ = "0.1.0"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from qbench import backends
-from qbench.datasets import DATASETS, PREPROCESSING
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
+from qbench.model.datasets import DATASETS, PREPROCESSING
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Settings:
     dataset: str = "digits"
     dataset_root: Path | None = None
     model_path: Path | None = None
-    train: bool = False  # train from scratch instead of loading the committed reference (qbench.reference)
+    train: bool = False  # train from scratch instead of loading the committed reference (qbench.model.reference)
     profile: Profile = field(default_factory=lambda: PROFILES["full"])
     variants: tuple[str, ...] = field(default_factory=lambda: backends.names(default_only=True))
     build_dir: Path = Path("build")
@@ -178,7 +178,7 @@ def check_model_file(path: Path) -> Path:
 
 
 # One table for both front ends: pytest's --qbench-<name> options and
-# ``python -m qbench.prepare --<name>``.
+# ``qbench prepare --<name>``.
 OPTIONS: list[tuple[str, type, Any, str]] = [
     ("dataset", str, "digits", "dataset: digits (embedded default, scikit-learn) or pet (Oxford-IIIT Pet)"),
     ("dataset-root", str, None, "Oxford-IIIT Pet root (images/*.jpg, annotations/list.txt)"),

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from qbench.config import Settings, add_options, settings_from_options
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 GATE_KEY = pytest.StashKey[object]()
@@ -25,7 +25,7 @@ REPORTED_KEY = pytest.StashKey[dict]()  # a failure's one line -> the test that 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("qbench", "qbench model quantization benchmarks")
     add_options(g.addoption, "--qbench-")
-    from qbench.gate import GATE_OPTIONS
+    from qbench.gate.verdicts import GATE_OPTIONS
 
     add_options(g.addoption, "--qbench-", GATE_OPTIONS)
 
@@ -36,13 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "qbench_variants_where(predicate): run it only for variants whose registry record satisfies predicate(Variant)"
     )
-    from qbench import fingerprint
-    from qbench.gate import gate_settings
+    from qbench.gate import fingerprint
+    from qbench.gate.verdicts import gate_settings
 
     def option(name: str):
         return config.getoption(f"qbench_{name.replace('-', '_')}")
 
-    from qbench.base import resolve
+    from qbench.gate.base import resolve
 
     try:
         settings = settings_from_options(option)
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """The fingerprint a stored run is filed under (threads included) goes into its machine info."""
-    from qbench import fingerprint
+    from qbench.gate import fingerprint
 
     settings = config.stash.get(SETTINGS_KEY, None)
     machine_info["qbench"] = fingerprint.fingerprint(settings.threads if settings else None)
@@ -66,7 +66,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    from qbench.gate_report import contain_benchmark_compare_fail, store_runs_atomically
+    from qbench.gate.report import contain_benchmark_compare_fail, store_runs_atomically
 
     contain_benchmark_compare_fail(session.config)
     store_runs_atomically(session.config)
@@ -99,7 +99,7 @@ def get_session(config: pytest.Config):
         settings, progress, spec = config.stash[SETTINGS_KEY], make_progress(config), config.stash[BASE_KEY]
         base = None
         if spec is not None:
-            from qbench.base import BaseTwins
+            from qbench.gate.base import BaseTwins
 
             base = BaseTwins(spec, settings, progress)
         session = QBenchSession(settings, progress, injections=config.stash[GATE_KEY].injections, base=base)
@@ -161,7 +161,7 @@ def qbench_settings(pytestconfig: pytest.Config) -> Settings:
 
 @pytest.fixture(scope="session")
 def qbench_gate(pytestconfig: pytest.Config):
-    """The gate's settings (:class:`qbench.gate.GateSettings`)."""
+    """The gate's settings (:class:`qbench.gate.verdicts.GateSettings`)."""
     return pytestconfig.stash[GATE_KEY]
 
 
@@ -173,25 +173,25 @@ def qbench(pytestconfig: pytest.Config):
 
 @pytest.fixture(scope="session")
 def qbench_dataset(qbench):
-    """The dataset with its train/test split (:class:`qbench.datasets.Dataset`)."""
+    """The dataset with its train/test split (:class:`qbench.model.datasets.Dataset`)."""
     return qbench.dataset
 
 
 @pytest.fixture(scope="session")
 def qbench_model(qbench):
-    """The model under test (:class:`qbench.model.ModelInfo`), trained and cached if needed."""
+    """The model under test (:class:`qbench.model.under_test.ModelInfo`), trained and cached if needed."""
     return qbench.model_info
 
 
 @pytest.fixture(scope="session")
 def qbench_artifact(qbench, variant):
-    """The compiled variant on disk (:class:`qbench.build.Artifact`)."""
+    """The compiled variant on disk (:class:`qbench.backends.cache.Artifact`)."""
     return qbench.artifact(variant)
 
 
 @pytest.fixture(scope="session")
 def qbench_runner(qbench, variant, qbench_artifact):
-    """The variant loaded in its worker process (a :class:`qbench.isolation.RemoteRunner`)."""
+    """The variant loaded in its worker process (a :class:`qbench.measure.isolation.RemoteRunner`)."""
     return qbench.runner(variant)
 
 
@@ -247,7 +247,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus):
     """First: a failed run stores no baseline (before pytest-benchmark saves).  Last: stop the workers."""
-    from qbench.gate_report import COMPARE_FAIL_KEY, save_baselines_if_passed
+    from qbench.gate.report import COMPARE_FAIL_KEY, save_baselines_if_passed
 
     qb = session.config.stash.get(SESSION_KEY, None)
     try:
@@ -294,7 +294,7 @@ def reference_notes(session) -> list[str]:
             + ", ".join(f"{name} {info['tuned_kernels']}" for name, info in sorted(tuned.items()))
             + " (from "
             + (", ".join(sorted({d for info in tuned.values() for d in info["databases"]})) or "no tuning database")
-            + "); the others take the default schedule. `python -m qbench.tune` tunes this model for this CPU."
+            + "); the others take the default schedule. `qbench tune` tunes this model for this CPU."
         )
     return notes
 
@@ -303,10 +303,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not any(r.accuracy is not None or r.latency or r.failure for r in session.results.values()):
         return  # nothing measured (e.g. only spec tests ran): keep the last full report
-    from qbench.report import harness_floor_figures, harness_floor_note, render_markdown, summarize, write_reports
+    from qbench.report.tables import harness_floor_figures, harness_floor_note, render_markdown, summarize, write_reports
 
     rows = summarize(session.results)
-    floor = harness_floor_figures(session.harness_floor())
+    floor = harness_floor_figures(session.campaigns.floor())
     notes = [n for n in [harness_floor_note(floor), *reference_notes(session)] if n]
     terminalreporter.section("qbench summary")
     from qbench import backends
@@ -317,13 +317,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(line)
     for note in notes:
         terminalreporter.write_line(note)
-    from qbench.report import study_sections
+    from qbench.report.tables import study_sections
 
     for line in study_sections(session.calibration_rows, session.layer_error_rows).splitlines():
         terminalreporter.write_line(line)
     for error in session.failures.values():
         terminalreporter.write_line(f"qbench: {error}", red=True)
-    from qbench.gate_report import base_comparison, gate_page, gate_summary_lines, render_base_table, write_gate_json
+    from qbench.gate.report import base_comparison, gate_page, gate_summary_lines, render_base_table, write_gate_json
 
     comparison = base_comparison(session)
     for row in rows:
@@ -357,9 +357,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
 
 def write_page(session, rows: list[dict], notes: list[str], class_names, gate: dict | None = None):
-    """index.html and its PNGs (:mod:`qbench.html_report`) from what this run measured."""
+    """index.html and its PNGs (:mod:`qbench.report.html`) from what this run measured."""
     from qbench import backends
-    from qbench.html_report import write_html_report
+    from qbench.report.html import write_html_report
 
     native = session.results.get(backends.reference_name())
     dataset = session.dataset if session._dataset is not None else None
@@ -370,7 +370,7 @@ def write_page(session, rows: list[dict], notes: list[str], class_names, gate: d
         title=title,
         notes=notes,
         environment=session.environment(),
-        latency_samples_ms={k: v * 1e3 for k, v in session.campaign_samples().items()},
+        latency_samples_ms={k: v * 1e3 for k, v in session.campaigns.samples().items()},
         calibration=session.calibration_rows,
         reference_accuracy=native.accuracy if native is not None else None,
         layer_errors=session.layer_error_rows,

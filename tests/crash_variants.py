@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from qbench.backends import Variant, register
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 from tests.variant_kit import StubRunner, build_stub
 
 

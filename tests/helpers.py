@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qbench.synthetic_pet import PET_BREEDS, PET_HEADER, make_pet_tree, pet_breeds  # noqa: F401 - re-exported for tests
+from qbench.model.synthetic_pet import PET_BREEDS, PET_HEADER, make_pet_tree, pet_breeds  # noqa: F401 - re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VARIANTS = (

@@ -1,7 +1,7 @@
 """Test-only plugin (``-p tests.slow_writes``): hold an atomic write open so a test can SIGKILL the run inside it.
 
 Every qbench write ends in ``os.fsync`` of its temporary file before the
-rename (:func:`qbench.fsutil.atomic_path`).  With ``QBENCH_SLOW_WRITE`` set
+rename (:func:`qbench.core.fsutil.atomic_path`).  With ``QBENCH_SLOW_WRITE`` set
 to a substring, the fsync of a file whose path contains it prints
 ``@slow-write <path>`` on stderr and sleeps, so the test knows the run is
 mid-write and kills it there.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from qbench.build import read_record
+from qbench.backends.cache import read_record
 from tests.helpers import REPO, run_pytest
 
 ARTIFACTS = {"native": ".keras", "tflite-int8": ".tflite", "tvm-avx2-int8": ".so"}

@@ -92,7 +92,7 @@ def test_end_to_end_smoke_run(smoke_run, smoke_report):
     assert 0.98 * low <= rows["tflite-int8"]["speed_boost"] <= 1.02 * high
     # no portable baseline for the smoke model: the gate says what it could not gate, in one line
     assert "qbench gate: nothing to gate against" in out
-    assert re.search(r"TVM kernels with tuned schedules: tvm-avx2-int8 \d+ \(from \S*tvm_tuning_db\)", out), out[-3000:]
+    assert re.search(r"TVM kernels with tuned schedules: tvm-avx2-int8 \d+ \(from \S*tvm/tuning_db\)", out), out[-3000:]
     assert data["environment"]["calibration_split"] == "train"
     assert (smoke_report / "summary.md").read_text().startswith("# qbench summary")
     # the page people look at, and its figures

@@ -4,7 +4,7 @@ import pytest
 
 from qbench import backends
 from qbench.config import PROFILES, check_model_file, make_settings, parse_variants
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 
 
 def test_defaults():
@@ -101,7 +101,7 @@ def test_prepare_command_reports_bad_input_in_one_line():
     from tests.helpers import REPO
 
     proc = subprocess.run(
-        [sys.executable, "-m", "qbench.prepare", "--dataset", "pet"], cwd=REPO, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "qbench.cli", "prepare", "--dataset", "pet"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 3
     assert (

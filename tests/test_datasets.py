@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qbench.datasets import load_dataset, load_digits_dataset, load_pet_dataset, stratified_split, to_model_input
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
+from qbench.model.datasets import load_dataset, load_digits_dataset, load_pet_dataset, stratified_split, to_model_input
 from tests.helpers import PET_BREEDS
 
 
@@ -142,7 +142,7 @@ def test_pet_bad_list_lines(tmp_path):
 
 
 def test_calibration_study_sets_are_train_only_and_one_class_is_one_class():
-    from qbench.calibration_study import calibration_sets
+    from qbench.measure.calibration_study import calibration_sets
 
     ds = load_digits_dataset(32)
     sets = calibration_sets(ds, (0.01, 0.5), seed=0)

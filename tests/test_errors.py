@@ -1,10 +1,10 @@
-"""``qbench.errors.one_line``: what every backend shows of a runtime's own exception."""
+"""``qbench.core.errors.one_line``: what every backend shows of a runtime's own exception."""
 
 from __future__ import annotations
 
 import pytest
 
-from qbench.errors import one_line
+from qbench.core.errors import one_line
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from qbench.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, file_hash, stable_hash
+from qbench.core.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, file_hash, stable_hash
 
 
 def _leftovers(directory):

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qbench import fingerprint
-from qbench.errors import QBenchError
-from qbench.gate import accuracy_verdict, base_latency_verdict, latency_verdict
-from qbench.inject import corrupt_predictions, parse_assignments, stretch_call
-from qbench.stats import block_sketches, sketch_quantile_ci, sketch_ratio_ci
+from qbench.core import machine
+from qbench.core.errors import QBenchError
+from qbench.core.stats import block_sketches, sketch_quantile_ci, sketch_ratio_ci
+from qbench.gate import fingerprint
+from qbench.gate.verdicts import accuracy_verdict, base_latency_verdict, latency_verdict
+from qbench.measure.inject import corrupt_predictions, parse_assignments, stretch_call
 
 
 def _blocks(rng, scale=1.0, blocks=20, per_block=200, sigma=0.05):
@@ -140,10 +141,10 @@ def test_two_cpus_that_differ_only_in_avx512_get_two_fingerprints():
 
 
 def test_isa_classes():
-    assert fingerprint.isa_class(["avx2", "avx_vnni"]) == "avxvnni"
-    assert fingerprint.isa_class(["avx2", "avx512f"]) == "avx512"
-    assert fingerprint.isa_class(["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]) == "amx"
-    assert fingerprint.isa_class(["sse4_2"]) == "sse"
+    assert machine.isa_class(["avx2", "avx_vnni"]) == "avxvnni"
+    assert machine.isa_class(["avx2", "avx512f"]) == "avx512"
+    assert machine.isa_class(["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]) == "amx"
+    assert machine.isa_class(["sse4_2"]) == "sse"
 
 
 def test_the_fingerprint_reads_the_real_machine_one_core_when_affinity_allows_one():
@@ -153,7 +154,7 @@ def test_the_fingerprint_reads_the_real_machine_one_core_when_affinity_allows_on
 
     code = (
         "import os, json; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
-        "from qbench import fingerprint; fp = fingerprint.fingerprint(); "
+        "from qbench.gate import fingerprint; fp = fingerprint.fingerprint(); "
         "print(json.dumps({'cores': fp['cores'], 'threads': fp['threads'], 'id': fingerprint.machine_id(fp)}))"
     )
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
@@ -213,7 +214,7 @@ def test_stretched_call_takes_factor_times_as_long():
 
 # ------------------------------------------------------------ confirmation
 def _campaigns(*oks):
-    from qbench.gate import Verdict
+    from qbench.gate.verdicts import Verdict
 
     calls = []
 
@@ -235,7 +236,7 @@ def _campaigns(*oks):
     ],
 )
 def test_a_latency_regression_must_show_in_two_campaigns(oks, regressed, campaigns):
-    from qbench.gate import confirmed
+    from qbench.gate.verdicts import confirmed
 
     verdict, calls = _campaigns(*oks)
     v = confirmed(verdict)
@@ -245,7 +246,7 @@ def test_a_latency_regression_must_show_in_two_campaigns(oks, regressed, campaig
 
 
 def test_a_noisy_campaign_is_not_fit_to_be_a_baseline():
-    from qbench.gate import noisy_campaign
+    from qbench.gate.verdicts import noisy_campaign
 
     rng = np.random.default_rng(10)
     calm = block_sketches(_blocks(rng))

@@ -1,4 +1,4 @@
-"""The HTML report (:mod:`qbench.html_report`): one self-contained page whose every figure loads.
+"""The HTML report (:mod:`qbench.report.html`): one self-contained page whose every figure loads.
 
 Built from synthetic rows (no model needed), then opened in headless
 Chromium, whose DOM after the load event says how many images decoded.
@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from qbench.html_report import write_html_report
+from qbench.report.html import write_html_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

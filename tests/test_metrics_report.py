@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from qbench.metrics import classification_metrics
-from qbench.report import render_markdown, summarize, write_reports
-from qbench.session import VariantResult
+from qbench.measure.results import VariantResult
+from qbench.report.metrics import classification_metrics
+from qbench.report.tables import render_markdown, summarize, write_reports
 
 
 def test_metrics_basic():

@@ -1,6 +1,6 @@
 """The fast input quantizer gives exactly the integers of a plain float64 spec expression.
 
-``qbench.quant.Quantizer`` rounds with a float32 trick and integer casts to be
+``qbench.backends.quant.Quantizer`` rounds with a float32 trick and integer casts to be
 fast (see its docstring); here it is held against the obvious, slow spec
 arithmetic for every quantized type, NaN and infinities included.  The
 decimal oracle and LiteRT's own kernels check it again in
@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qbench.quant import HALF_DOWN, Quantizer, int_range, quantize
+from qbench.backends.quant import HALF_DOWN, Quantizer, int_range, quantize
 
 
 def plain_spec_quantize(x, scale, zero_point, dtype):

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from qbench import reference
 from qbench.config import make_settings
-from qbench.datasets import load_session_dataset
-from qbench.fsutil import file_hash
+from qbench.core.fsutil import file_hash
+from qbench.model import reference
+from qbench.model.datasets import load_session_dataset
 
 
 @pytest.fixture(scope="module")

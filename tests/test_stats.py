@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from qbench.stats import mcnemar_worse, median_ci, ratio_of_medians_ci
+from qbench.core.stats import mcnemar_worse, median_ci, ratio_of_medians_ci
 
 
 def _paired(worse: int, better: int, both_right: int = 50, both_wrong: int = 5):

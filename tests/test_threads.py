@@ -40,7 +40,7 @@ def session(tmp_path_factory):
 
 
 def _measured(session, variant: str, threads: int, what=lambda runner: runner.os_threads()):
-    from qbench.isolation import start_remote_runner
+    from qbench.measure.isolation import start_remote_runner
 
     art = session.artifact(variant)
     runner = start_remote_runner(variant, art.path, art.meta, threads, {}, session.worker_inputs())

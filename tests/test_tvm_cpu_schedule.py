@@ -1,4 +1,4 @@
-"""The default CPU schedule (:mod:`qbench.tvm_cpu_schedule`): what its generated code must not do.
+"""The default CPU schedule (:mod:`qbench.tvm.cpu_schedule`): what its generated code must not do.
 
 Why: a kernel can compute the right numbers and still spend most of its time
 in TVM's runtime.  A temporary inside a loop body is lowered to a
@@ -21,7 +21,7 @@ from tests.test_tvm_tuning import _pointwise_module, _run, _target
 def _llvm_ir(knobs) -> str:
     import tvm
 
-    from qbench.tvm_cpu_schedule import cpu_pipeline
+    from qbench.tvm.cpu_schedule import cpu_pipeline
 
     mod, target = _pointwise_module(), _target()
     executable = tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, knobs=knobs))
@@ -30,7 +30,7 @@ def _llvm_ir(knobs) -> str:
 
 @pytest.mark.parametrize("parallel", [True, False])
 def test_the_pointwise_kernel_allocates_no_workspace(parallel):
-    from qbench.tvm_cpu_schedule import Knobs
+    from qbench.tvm.cpu_schedule import Knobs
 
     llvm_ir = _llvm_ir(Knobs(parallel=parallel))
     assert ("TVMBackendParallelLaunch" in llvm_ir) == parallel
@@ -39,7 +39,7 @@ def test_the_pointwise_kernel_allocates_no_workspace(parallel):
 
 def test_without_the_epilogue_in_the_loop_the_layer_sized_accumulator_is_allocated():
     """The check above can fail: the 6x8x16 int32 accumulator (3 KiB) needs a workspace."""
-    from qbench.tvm_cpu_schedule import Knobs
+    from qbench.tvm.cpu_schedule import Knobs
 
     assert "AllocWorkspace" in _llvm_ir(Knobs(parallel=True, epilogue_in_loop=False))
 
@@ -49,7 +49,7 @@ def test_the_epilogue_in_the_loop_computes_what_the_layer_wide_one_does(kind):
     import numpy as np
 
     from qbench.backends.tvm import relax_module
-    from qbench.tvm_cpu_schedule import Knobs
+    from qbench.tvm.cpu_schedule import Knobs
     from tests.test_tvm_int8_lowering import _one_op_case
 
     mod, target = relax_module(_one_op_case(kind, 0)[0])[0], _target()

@@ -1,4 +1,4 @@
-"""The TVM integer lowering (:mod:`qbench.tvm_int8_lowering`) against TFLite's arithmetic.
+"""The TVM integer lowering (:mod:`qbench.tvm.int8_lowering`) against TFLite's arithmetic.
 
 Three layers:
 
@@ -10,7 +10,7 @@ Three layers:
 2. One-op int8 models (CONV_2D with per-channel scales, 3x3 and 1x1,
    DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's
    full-integer PTQ (the 1x1 convolution and one dense layer are shaped to
-   take the ``vpmaddwd`` kernel of :mod:`qbench.tvm_avx2_int8_kernels`):
+   take the ``vpmaddwd`` kernel of :mod:`qbench.tvm.avx2_int8_kernels`):
    hypothesis draws int8 inputs, and the lowered TVM module must return
    what LiteRT's *reference* kernels return, with no float convolution or
    matmul left in it.
@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qbench.tvm_int8_lowering import float_compute_ops, quantize_multiplier
+from qbench.tvm.fixed_point import quantize_multiplier
+from qbench.tvm.int8_lowering import float_compute_ops
 
 fast = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 per_op = settings(
@@ -71,7 +72,7 @@ def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple):
     import tvm
     from tvm import relax
 
-    from qbench.tvm_int8_lowering import _rescale
+    from qbench.tvm.fixed_point import rescale as _rescale
 
     x = relax.Var("acc", relax.TensorType((4, channels), "int32"))
     bb = relax.BlockBuilder()
@@ -87,7 +88,7 @@ def _compiled_requantize(channels: int, single: bool):
     """The conv/dense requantize kernel (int8 out) on a (4, channels) int32 accumulator."""
     import tvm
 
-    from qbench.tvm_avx2_int8_kernels import requantize_prim_func
+    from qbench.tvm.avx2_int8_kernels import requantize_prim_func
 
     lib = tvm.compile(tvm.IRModule({"main": requantize_prim_func((4, channels), "int8", single)}), target="llvm")
     return lib["main"]
@@ -190,7 +191,7 @@ def _one_op_case(kind: str, seed: int):
     from tvm import relax
 
     from qbench.backends.tvm import relax_module, tvm_target_spec
-    from qbench.tvm_cpu_schedule import cpu_pipeline
+    from qbench.tvm.cpu_schedule import cpu_pipeline
 
     model = _one_op_keras(kind, seed)
     rng = np.random.default_rng(seed)

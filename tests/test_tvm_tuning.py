@@ -1,5 +1,5 @@
-"""TVM tuning (:mod:`qbench.tvm_tuning`), its databases (:mod:`qbench.tvm_tuning_database`) and
-``python -m qbench.tune``.
+"""TVM tuning (:mod:`qbench.tvm.tuning`), its databases (:mod:`qbench.tvm.tuning_database`) and
+``qbench tune``.
 
 What must hold whatever the machine's timings are: a database's schedules
 are applied at build time and compute what the default schedule computes; a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 from tests.test_tvm_int8_lowering import _one_op_case
 
 
@@ -35,7 +35,7 @@ def _run(mod, target, database=None, applied=None, knobs=None):
     import tvm
     from tvm import relax
 
-    from qbench.tvm_cpu_schedule import Knobs, cpu_pipeline
+    from qbench.tvm.cpu_schedule import Knobs, cpu_pipeline
 
     pipeline = cpu_pipeline(target, database=database, applied=applied, knobs=knobs or Knobs())
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
@@ -45,9 +45,9 @@ def _run(mod, target, database=None, applied=None, knobs=None):
 
 
 def test_a_database_is_applied_at_build_time_and_computes_what_the_default_schedule_does(tmp_path):
-    from qbench.tvm_cpu_schedule import Knobs
-    from qbench.tvm_tuning import Kernel, TuningRun, _choose, _stage, fused_module, kernels_of, knob_grid
-    from qbench.tvm_tuning_database import database_digest, install, open_database
+    from qbench.tvm.cpu_schedule import Knobs
+    from qbench.tvm.tuning import Kernel, TuningRun, _choose, _stage, fused_module, kernels_of, knob_grid
+    from qbench.tvm.tuning_database import database_digest, install, open_database
 
     mod, target = _pointwise_module(), _target()
     grid = knob_grid()
@@ -74,23 +74,23 @@ def test_a_database_is_applied_at_build_time_and_computes_what_the_default_sched
 
 
 def test_an_unreadable_database_is_one_line(tmp_path):
-    from qbench.tvm_tuning_database import DATABASE_FILES, open_database
+    from qbench.tvm.tuning_database import DATABASE_FILES, open_database
 
     for name in DATABASE_FILES:
         (tmp_path / name).write_text("[0, garbage\n")  # plain JSON, as MetaSchedule writes it
     with pytest.raises(QBenchError) as excinfo:
         open_database([tmp_path])
     message = str(excinfo.value)
-    assert "\n" not in message and str(tmp_path) in message and "python -m qbench.tune" in message
+    assert "\n" not in message and str(tmp_path) in message and "qbench tune" in message
 
 
 def test_the_committed_database_opens_and_every_record_replays():
     import tvm
     import tvm_ffi
 
-    from qbench.tvm_tuning_database import COMMITTED_DATABASE, database_dirs, open_database
+    from qbench.tvm.tuning_database import COMMITTED_DATABASE, database_dirs, open_database
 
-    assert COMMITTED_DATABASE in database_dirs(None), "qbench/tvm_tuning_db is missing or incomplete"
+    assert COMMITTED_DATABASE in database_dirs(None), "qbench/tvm/tuning_db is missing or incomplete"
     database = open_database([COMMITTED_DATABASE])
     records = database.get_all_tuning_records()
     assert records
@@ -101,8 +101,8 @@ def test_the_committed_database_opens_and_every_record_replays():
 
 
 def test_tune_writes_a_whole_database_or_none(tmp_path):
-    from qbench.tvm_tuning import tune
-    from qbench.tvm_tuning_database import DATABASE_FILES, open_database
+    from qbench.tvm.tuning import tune
+    from qbench.tvm.tuning_database import DATABASE_FILES, open_database
 
     mod, target = _pointwise_module(), _target()
     lines = []
@@ -130,7 +130,7 @@ def test_tune_writes_a_whole_database_or_none(tmp_path):
     ],
 )
 def test_tune_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, expected):
-    from qbench.tune import main
+    from qbench.cli.tune import main
 
     monkeypatch.chdir(tmp_path)
     assert main([*argv, "--build-dir", str(tmp_path / "build")]) == 2
@@ -139,7 +139,7 @@ def test_tune_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, ar
 
 
 def test_tune_on_a_file_that_is_not_a_tflite_model_is_one_line(tmp_path, capsys):
-    from qbench.tune import main
+    from qbench.cli.tune import main
 
     bad = tmp_path / "model.tflite"
     bad.write_bytes(b"not a flatbuffer")
@@ -152,7 +152,7 @@ def test_tune_on_a_file_that_is_not_a_tflite_model_is_one_line(tmp_path, capsys)
 def test_tune_finds_the_newest_int8_and_fp32_tflite_of_each_model(tmp_path):
     import os
 
-    from qbench.tune import built_models
+    from qbench.cli.tune import built_models
 
     variants = tmp_path / "variants"
     made = {}

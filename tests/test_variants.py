@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from qbench import backends
+from qbench.backends.quant import quantize
 from qbench.config import make_settings
-from qbench.datasets import load_digits_dataset, to_model_input
-from qbench.errors import QBenchError
-from qbench.quant import quantize
+from qbench.core.errors import QBenchError
+from qbench.model.datasets import load_digits_dataset, to_model_input
 
 keras = pytest.importorskip("keras")
 
@@ -80,7 +80,7 @@ def test_all_variants_build_with_metadata(session):
 
 
 def test_second_build_is_cached(session):
-    from qbench.build import VariantBuilder
+    from qbench.backends.cache import VariantBuilder
 
     fresh = VariantBuilder(session.model_info, session.dataset, session.settings)
     for v in ("tflite-fp32", "tflite-int8", "tvm-avx2-int8"):
@@ -110,9 +110,9 @@ def test_tvm_int8_module_has_no_float_convolution_or_matmul(session):
     model: the module TVM compiles has no float32 conv2d or matmul left (``from_tflite``'s own has)."""
     from collections import Counter
 
+    from qbench.backends.tflite_model import op_outputs
     from qbench.backends.tvm import import_tflite, relax_module
-    from qbench.tflite_model import op_outputs
-    from qbench.tvm_int8_lowering import float_compute_ops
+    from qbench.tvm.int8_lowering import float_compute_ops
 
     buf = session.artifact("tflite-int8").path.read_bytes()
     ops = Counter(op for _, _, op in op_outputs(buf))
@@ -193,7 +193,7 @@ def test_litert_and_tvm_load_errors(tmp_path):
 
 
 def test_parse_model_rejects_garbage():
-    from qbench.tflite_model import parse_model
+    from qbench.backends.tflite_model import parse_model
 
     with pytest.raises(QBenchError, match="not a TFLite flatbuffer"):
         parse_model(b"garbage!")
@@ -209,7 +209,7 @@ def test_int8_conversion_needs_calibration_data():
 
 
 def test_weight_tensors_of_int8_model(session):
-    from qbench.tflite_model import weight_tensors
+    from qbench.backends.tflite_model import weight_tensors
 
     tensors = weight_tensors(session.artifact("tflite-int8").path.read_bytes())
     ops = {t.op for t in tensors}
@@ -218,7 +218,7 @@ def test_weight_tensors_of_int8_model(session):
 
 
 def test_bad_user_models(tmp_path, dataset):
-    from qbench.model import load_keras_model, model_io_shape, prepare_model
+    from qbench.model.under_test import load_keras_model, model_io_shape, prepare_model
 
     fake = tmp_path / "fake.keras"
     with zipfile.ZipFile(fake, "w") as zf:

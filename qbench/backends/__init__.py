@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from qbench.backends.base import REFERENCE_MODEL, Runner, Variant
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 
 __all__ = ["REFERENCE_MODEL", "Runner", "Variant", "register", "unregister", "get", "all_variants", "names", "origins"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from qbench.errors import QBenchError
-from qbench.quant import QParams, Quantizer, dequantize
+from qbench.backends.quant import QParams, Quantizer, dequantize
+from qbench.core.errors import QBenchError
 
 REFERENCE_MODEL = "reference model"
 
@@ -44,7 +44,7 @@ class Runner:
         return x
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Spec quantization (:class:`qbench.quant.Quantizer`, buffers kept per input shape)."""
+        """Spec quantization (:class:`qbench.backends.quant.Quantizer`, buffers kept per input shape)."""
         q = self.input_qparams
         if q is None:
             return x

@@ -14,7 +14,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
-from qbench.errors import QBenchError
+from qbench.core.errors import QBenchError
 
 
 def configure_tensorflow_threads(threads: int | None) -> None:
@@ -40,7 +40,7 @@ class NativeRunner(Runner):
         configure_tensorflow_threads(threads)
         import tensorflow as tf
 
-        from qbench.keras_io import load_keras_model, model_io_shape
+        from qbench.model.keras_io import load_keras_model, model_io_shape
 
         self.model = load_keras_model(Path(model_path))
         size, _ = model_io_shape(self.model)

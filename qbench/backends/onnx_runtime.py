@@ -20,8 +20,8 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant, requires_extra
-from qbench.errors import QBenchError, one_line
-from qbench.fingerprint import installed_versions
+from qbench.core.errors import QBenchError, one_line
+from qbench.core.machine import installed_versions
 
 OPSET = 17
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant, requires_extra
-from qbench.errors import QBenchError, one_line
-from qbench.fingerprint import installed_versions
+from qbench.core.errors import QBenchError, one_line
+from qbench.core.machine import installed_versions
 
 # Both peers run their float parts in f32, like every other variant (see above).
 PRECISION = "f32"

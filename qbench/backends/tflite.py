@@ -21,8 +21,8 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
-from qbench.errors import QBenchError, one_line
-from qbench.quant import QParams
+from qbench.backends.quant import QParams
+from qbench.core.errors import QBenchError, one_line
 
 # LiteRT kernel sets a runner can be loaded with (``kernels=`` option).
 KERNELS = {
@@ -141,7 +141,7 @@ def reference_kernel_blocker(path: Path) -> str | None:
     (random weights: the calibrated softmax input scale comes out near 1e-8)
     trips it; the optimized kernels use a lookup table and do not check.
     """
-    from qbench.tflite_model import softmax_input_scales
+    from qbench.backends.tflite_model import softmax_input_scales
 
     for beta, scale in softmax_input_scales(Path(path).read_bytes()):
         if beta * scale * 2**26 <= 1.0:

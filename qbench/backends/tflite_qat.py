@@ -1,7 +1,7 @@
 """``tflite-int8-qat``: quantization-aware training (tensorflow-model-optimization), then full-integer TFLite.
 
 tfmot only wraps tf-keras (Keras 2) models, so the reference model is first
-rebuilt in tf-keras (:mod:`qbench.tf_keras_bridge`, checked against the
+rebuilt in tf-keras (:mod:`qbench.model.tf_keras_bridge`, checked against the
 original).  Every layer but the input ``Rescaling`` (which tfmot does not
 support) is annotated, so tfmot's transforms fold each Conv/BatchNorm/ReLU
 group as TFLite will; the model is then fine-tuned on the train split with
@@ -30,7 +30,7 @@ def quantization_aware_model(model, train_x, train_y, epochs: int, seed: int, pr
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    from qbench.tf_keras_bridge import to_tf_keras
+    from qbench.model.tf_keras_bridge import to_tf_keras
 
     flat = to_tf_keras(model, train_x[:8])
     quantize = tfmot.quantization.keras

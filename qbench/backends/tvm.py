@@ -1,14 +1,14 @@
 """``tvm-avx2-int8``: Apache TVM (Relax ``from_tflite``) compiling the int8 ``.tflite`` for AVX2.
 
 ``from_tflite`` emulates every int8 op in float32 (dequantize -> op ->
-quantize); :mod:`qbench.tvm_int8_lowering` turns those patterns back into
+quantize); :mod:`qbench.tvm.int8_lowering` turns those patterns back into
 integer arithmetic before compiling, so the int8 variant runs int8 x int8 ->
 int32 kernels and requantizes the way TFLite's reference kernels do.  Both TVM
 variants compile with Relax's CPU pipeline (legalize, then operator fusion)
-plus :mod:`qbench.tvm_cpu_schedule`'s default schedule (inline, vectorize over
+plus :mod:`qbench.tvm.cpu_schedule`'s default schedule (inline, vectorize over
 channels, parallel when big enough), not ``tvm.compile``'s fusion-free,
 unscheduled default.  Kernels found in a tuning database
-(:mod:`qbench.tvm_tuning`: the user's ``build/tvm-tuning/``, then the
+(:mod:`qbench.tvm.tuning`: the user's ``build/tvm-tuning/``, then the
 committed one) take their tuned schedule instead.
 
 The artifact is an exported ``.so`` (kernels plus weights); the input and
@@ -27,17 +27,23 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
+from qbench.backends.quant import QParams
 from qbench.backends.tflite import tflite_io_params
-from qbench.errors import QBenchError, one_line
-from qbench.fsutil import stable_hash
-from qbench.quant import QParams
-from qbench.tvm_tuning_database import database_digest, database_dirs
+from qbench.core.errors import QBenchError, one_line
+from qbench.core.fsutil import stable_hash
+from qbench.tvm.tuning_database import database_digest, database_dirs
 
 TVM_MCPU = "core-avx2"
 TVM_PIPELINE = "integer-lowering+cpu-fused+inline-vectorize+vpmaddwd+requantize-kernel+int16-products"
 # The modules that decide what TVM compiles: their source is in the variants' cache key, so an edit to
 # any of them rebuilds cached .so files (a hand-bumped version string was one edit away from stale builds).
-_COMPILER_MODULES = ("tvm_int8_lowering.py", "tvm_avx2_int8_kernels.py", "tvm_cpu_schedule.py", "backends/tvm.py")
+_COMPILER_MODULES = (
+    "tvm/int8_lowering.py",
+    "tvm/fixed_point.py",
+    "tvm/avx2_int8_kernels.py",
+    "tvm/cpu_schedule.py",
+    "backends/tvm.py",
+)
 
 
 _QBENCH_ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +72,7 @@ def import_tflite(tflite_bytes: bytes):
     import tflite
     import tvm.relax.frontend.tflite as tvm_tflite
 
-    from qbench.tflite_model import parse_model
+    from qbench.backends.tflite_model import parse_model
 
     parse_model(tflite_bytes, "TFLite model")
     try:
@@ -78,19 +84,19 @@ def import_tflite(tflite_bytes: bytes):
 def relax_module(tflite_bytes: bytes):
     """The module qbench compiles: ``from_tflite``'s, with int8 patterns lowered to integer ops.
     Returns (module, how many of each pattern were lowered)."""
-    from qbench.tvm_int8_lowering import lower_int8
+    from qbench.tvm.int8_lowering import lower_int8
 
     return lower_int8(import_tflite(tflite_bytes))
 
 
 def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int, tuning: list[Path] = ()) -> dict:
     """Relax TFLite frontend -> integer lowering -> fused CPU pipeline for AVX2, each kernel scheduled
-    from the ``tuning`` databases (:mod:`qbench.tvm_tuning`) or by the default rule -> export_library(.so).
+    from the ``tuning`` databases (:mod:`qbench.tvm.tuning`) or by the default rule -> export_library(.so).
     Returns metadata."""
     import tvm
 
-    from qbench.tvm_cpu_schedule import cpu_pipeline
-    from qbench.tvm_tuning_database import open_database
+    from qbench.tvm.cpu_schedule import cpu_pipeline
+    from qbench.tvm.tuning_database import open_database
 
     mod, lowered = relax_module(tflite_bytes)
     target = tvm.target.Target(tvm_target_spec(threads))

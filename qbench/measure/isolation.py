@@ -1,0 +1,323 @@
+"""Worker processes seen from the parent: start, talk to, pause, and survive them.
+
+Each variant runs in its own ``python -m qbench.measure.worker`` process.  Only one
+worker runs at a time: before a worker gets a command every other worker is
+paused with SIGSTOP, so no other runtime's thread pool spins on the cores
+while a variant is measured (TVM's and TensorFlow's pools keep spinning for a
+while after a call).  A worker that dies (abort, segfault, killed for memory)
+becomes a :class:`WorkerCrash` naming the variant, the step, the signal and
+the last lines of its stderr; the session goes on with the other variants.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from qbench.core.errors import QBenchError
+
+
+class WorkerCrash(QBenchError):
+    """A variant's process died; only that variant's tests fail."""
+
+    def __init__(self, variant: str, step: str, how: str, tail: str):
+        self.variant, self.step, self.how, self.tail = variant, step, how, tail
+        super().__init__(f"{variant}: crashed during {step} ({how}); last stderr: {tail}", fatal=False)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        extra = ", killed: out of memory?" if -returncode == signal.SIGKILL else ""
+        return f"{name}, signal {-returncode}{extra}"
+    return f"exit code {returncode}"
+
+
+_NOISE = re.compile(
+    r"^[IW]\d{4} |All log messages before absl::InitializeLog|cuInit|cuda_platform|oneDNN custom operations"
+    r"|TF_ENABLE_ONEDNN_OPTS|^Extension modules:|\(total: \d+\)$"
+)
+
+
+def stderr_tail(text: str, lines: int = 3, limit: int = 400) -> str:
+    """The last few meaningful lines of a crashed process's stderr, on one line.
+
+    Framework start-up chatter is dropped; a Python fault report (the worker
+    enables :mod:`faulthandler`) is cut down to its first line and the
+    innermost frame, i.e. where the crash happened.
+    """
+    raw = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    fatal = [i for i, ln in enumerate(raw) if ln.startswith("Fatal Python error:")]
+    if fatal:
+        start = fatal[-1]
+        frame = next((ln.strip() for ln in raw[start + 1 :] if ln.strip().startswith("File ")), None)
+        before = [ln.strip() for ln in raw[:start] if not _NOISE.search(ln)][-1:]
+        keep = before + [raw[start].strip()] + ([f"at {frame}"] if frame else [])
+    else:
+        keep = [ln.strip() for ln in raw if not _NOISE.search(ln)][-lines:]
+    if not keep:
+        return "(nothing on stderr)"
+    tail = " | ".join(keep)
+    return tail if len(tail) <= limit else "..." + tail[-limit:]
+
+
+def child_env(code_root: str | os.PathLike | None = None) -> dict:
+    """The parent's environment, with qbench importable and TensorFlow's chatter down.
+
+    ``code_root``: a checkout of another revision (the same-job base, :mod:`qbench.gate.base`) whose
+    ``qbench`` package, if it has one, the child imports instead of this one.
+    """
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    first = [str(code_root)] if code_root is not None else []
+    paths = [*first, package_parent, str(code_root or os.getcwd()), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+_LIVE: list[Worker] = []
+
+ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
+
+
+def fixed_address_layout() -> None:
+    """``preexec_fn``: start the worker without address-space randomization (like ``setarch -R``).
+
+    Where a runtime's buffers land decides cache aliasing, and with ASLR that
+    is a lottery drawn once per process: the native p10 latency of the
+    default model spread 3.45-4.29 ms over 5 fresh processes with ASLR, and
+    3.86-4.08 ms over 6 without (one-variant probe, development VM).  A
+    process-level lottery cannot be averaged away inside one run, so it would
+    reach the gate as a false regression; a fixed layout removes it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).personality(ADDR_NO_RANDOMIZE)
+
+
+class Worker:
+    """One ``python -m qbench.measure.worker`` process for ``label`` (a variant name)."""
+
+    def __init__(self, label: str, environment: dict[str, str] | None = None, code_root: Path | None = None):
+        self.label = label
+        self.stopped = False
+        self.crash: WorkerCrash | None = None
+        self.on_crash = None  # called with the WorkerCrash (the session records the variant as failed)
+        self.log = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the worker; closed in close()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qbench.measure.worker", str(req_r), str(rep_w)],
+                pass_fds=(req_r, rep_w),
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=self.log,
+                env=child_env(code_root) | (environment or {}),
+                cwd=code_root,
+                preexec_fn=fixed_address_layout if sys.platform.startswith("linux") else None,  # noqa: PLW1509 - no threads in the parent
+            )
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        self._requests = Connection(req_w, readable=False)
+        self._replies = Connection(rep_r, writable=False)
+        _LIVE.append(self)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _activate(self) -> None:
+        """Pause every other worker; resume this one."""
+        for other in _LIVE:
+            if other is not self and not other.stopped and other.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(other.proc.pid, signal.SIGSTOP)
+                other.stopped = True
+        if self.stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+            self.stopped = False
+
+    def request(self, step: str, op: str, **kwargs):
+        """Send one command; return its result, raise its error, or raise the crash."""
+        if self.crash is not None:
+            raise self.crash
+        self._activate()
+        try:
+            self._requests.send((op, kwargs))
+            status, value = self._replies.recv()
+        except (EOFError, OSError):
+            raise self._crashed(step) from None
+        if status == "error":
+            raise QBenchError(value, fatal=False)
+        return value
+
+    def _crashed(self, step: str) -> WorkerCrash:
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.log.seek(0)
+        text = self.log.read().decode("utf-8", "replace")
+        self.crash = WorkerCrash(self.label, step, describe_exit(rc), stderr_tail(text))
+        self._forget()
+        if self.on_crash is not None:
+            self.on_crash(self.crash)
+        return self.crash
+
+    def _forget(self) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
+        for conn in (self._requests, self._replies):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
+            with contextlib.suppress(OSError, EOFError):
+                self._requests.send(("quit", {}))
+                self._replies.recv()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._forget()
+        self.log.close()
+
+
+@atexit.register
+def close_all() -> None:
+    for worker in list(_LIVE):
+        with contextlib.suppress(Exception):
+            worker.close()
+
+
+class RemoteRunner:
+    """A runner living in a worker: the :class:`qbench.backends.Runner` calls, forwarded.
+
+    ``step`` names what the calls are for (accuracy, agreement, latency), so a
+    crash says which step of the variant died.
+    """
+
+    def __init__(self, worker: Worker, info: dict):
+        self.worker = worker
+        self.variant = info["variant"]
+        self.input_shape = tuple(info["input_shape"])
+        self.input_qparams = info["input_qparams"]
+        self.output_qparams = info["output_qparams"]
+        self.score_step = info.get("score_step")
+        self.step = "run"
+
+    @contextlib.contextmanager
+    def during(self, step: str):
+        previous, self.step = self.step, step
+        try:
+            yield self
+        finally:
+            self.step = previous
+
+    def _call(self, method: str, *args):
+        return self.worker.request(self.step, "call", method=method, args=args)
+
+    def prepare(self, x):
+        return self._call("prepare", x)
+
+    def predict(self, x):
+        return self._call("predict", x)
+
+    def predict_many(self, x):
+        return self._call("predict_many", x)
+
+    def invoke_raw(self, q):
+        return self._call("invoke_raw", q)
+
+    def invoke_many(self, qs):
+        return self._call("invoke_many", qs)
+
+    def evaluate(self):
+        """Float scores on the test split, computed in the worker from its own copy of the data."""
+        return self.worker.request(self.step, "evaluate")
+
+    def time(self, calls: int, method: str = "phases", stretch: float = 1.0):
+        """Per-call seconds of ``calls`` back-to-back calls on the first test image, timed in the worker
+        (:func:`qbench.measure.latency.time_method`; ``stretch``: an injected slowdown factor, :mod:`qbench.measure.inject`)."""
+        return self.worker.request(self.step, "time", calls=calls, method=method, stretch=stretch)
+
+    def os_threads(self) -> int:
+        """The worker's OS thread count (Linux), e.g. after timing: the runtime's pool is in it."""
+        return self.worker.request(self.step, "os_threads")
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def start_remote_runner(
+    variant: str,
+    path: Path,
+    meta: dict,
+    threads: int,
+    options: dict,
+    session_inputs: dict,
+    code_root: Path | None = None,
+    label: str | None = None,
+) -> RemoteRunner:
+    """A worker with ``variant`` loaded from ``path`` and the test split in memory.
+
+    ``code_root``/``label``: the same-job base's twin, run with the base revision's code (:mod:`qbench.gate.base`).
+    """
+    from qbench import backends
+
+    worker = Worker(label or variant, backends.get(variant).environment, code_root)
+    try:
+        info = worker.request(
+            "load",
+            "load",
+            variant=variant,
+            path=str(path),
+            meta=meta,
+            threads=threads,
+            options=options,
+            origins=backends.origins([variant]),
+        )
+        worker.request("load", "test_inputs", **session_inputs)
+    except QBenchError:
+        if worker.crash is None:
+            worker.close()
+        raise
+    return RemoteRunner(worker, info)
+
+
+def test_split_file(dataset, build_dir) -> tuple[str, int]:
+    """One ``.npy`` of the uint8 test split in the build dir, and its image count.
+
+    Named by the dataset's fingerprint and written atomically once, so every
+    worker reads the same images without loading the dataset again.
+    """
+    import numpy as np
+
+    from qbench.core.fsutil import atomic_path
+
+    images, _ = dataset.test()
+    path = Path(build_dir) / "inputs" / f"test-{dataset.fingerprint()[:20]}.npy"
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            np.save(tmp, np.ascontiguousarray(images), allow_pickle=False)
+    return str(path), len(images)

@@ -1,0 +1,194 @@
+"""Build what a benchmark needs, in a process of its own: ``qbench prepare``.
+
+Training, conversion and compilation never share a process with timing:
+after an in-process ``fit()`` and TFLite conversion, TensorFlow keeps its
+thread pools and a fragmented heap.  The session runs this module once for
+the model and once per missing variant, so a converter or compiler that
+crashes takes down only that variant's build (reported as a
+:class:`qbench.measure.isolation.WorkerCrash`).  It is also a command on its own, to
+warm the cache before timing::
+
+    qbench prepare --profile full --variants all
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+
+from qbench.core.errors import QBenchError, one_line
+
+Progress = Callable[[str], None]
+
+
+def prepare_in_subprocess(
+    settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = (), calibration_study: bool = False
+) -> None:
+    """Build the model and ``variants`` in a child; relay progress; raise on failure.
+
+    A variant that fails to build raises a non-fatal :class:`QBenchError`
+    naming it; a child that dies while building a variant raises
+    :class:`WorkerCrash` for that variant.
+    """
+    from qbench import backends
+    from qbench.config import settings_to_argv
+    from qbench.measure.isolation import WorkerCrash, child_env, describe_exit, stderr_tail
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "qbench.measure.prepare",
+        *settings_to_argv(settings),
+        "--expect-fingerprint",
+        dataset_fingerprint,
+    ]
+    cmd += ["--variants", ",".join(variants) if variants else "none"]
+    for origin in backends.origins(variants):
+        cmd += ["--import-origin", origin]
+    if calibration_study:
+        cmd.append("--calibration-study")
+    error = failed = None
+    current = None
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=child_env())
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                kind, _, text = line.rstrip("\n").partition(" ")
+                if kind == "@progress":
+                    progress(text)
+                elif kind == "@variant":
+                    current = text
+                elif kind == "@error":
+                    error = text
+                elif kind == "@failed":
+                    failed = text
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted: do not leave a trainer running
+                proc.kill()
+                proc.wait()
+        if error is not None:
+            raise QBenchError(error)
+        if failed is not None:
+            raise QBenchError(failed, fatal=False)
+        if rc != 0:
+            stderr.seek(0)
+            tail = stderr_tail(stderr.read())
+            if current is not None:
+                raise WorkerCrash(current, "build", describe_exit(rc), tail)
+            raise QBenchError(f"the preparation process failed ({describe_exit(rc)}): {tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import faulthandler
+
+    from qbench.config import add_options
+
+    faulthandler.enable()  # a crash in a converter leaves its Python location on stderr
+    parser = argparse.ArgumentParser(prog="qbench prepare", description="Train/convert/compile into the qbench cache.")
+    add_options(parser.add_argument, "--")
+    parser.add_argument("--expect-fingerprint", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--import-origin", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--manifest",
+        default=None,
+        help="write what was built (variant -> artifact path and metadata, model key, dataset fingerprint) to this "
+        "JSON file; variants this revision does not know are listed as missing, not an error (the same-job base)",
+    )
+    parser.add_argument(
+        "--calibration-study",
+        action="store_true",
+        help="also build the calibration study's int8 models (qbench.measure.calibration_study)",
+    )
+    args = parser.parse_args(argv)
+    child = args.expect_fingerprint is not None
+
+    def progress(message: str) -> None:
+        print(f"@progress {message}" if child else f"[qbench] {message}", flush=True)
+
+    try:
+        from qbench import backends
+        from qbench.backends.cache import VariantBuilder
+        from qbench.config import settings_from_options
+        from qbench.model.datasets import load_session_dataset
+        from qbench.model.under_test import image_size_for, prepare_model
+
+        for origin in args.import_origin:
+            backends.import_origin(origin)
+        model_only = args.variants == "none"
+        if model_only:
+            args.variants = None
+        missing = {}
+        if args.manifest is not None and args.variants:
+            known = set(backends.names())
+            wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+            missing = {v: "not a variant at this revision" for v in wanted if v not in known and v not in backends.groups()}
+            args.variants = ",".join(v for v in wanted if v not in missing) or "all"
+        settings = settings_from_options(lambda name: getattr(args, name.replace("-", "_")))
+        dataset = load_session_dataset(settings, image_size_for(settings), progress if not child else lambda _m: None)
+        if child and dataset.fingerprint() != args.expect_fingerprint:
+            raise QBenchError("the dataset changed while the benchmark was starting (fingerprint mismatch); run again")
+        model_info = prepare_model(settings, dataset, progress)
+        builder = VariantBuilder(model_info, dataset, settings, progress)
+        built = {}
+        for variant in () if model_only else settings.variants:
+            if child:
+                print(f"@variant {variant}", flush=True)  # the parent blames a crash on this variant
+            reason = backends.get(variant).unavailable()
+            if reason:
+                progress(f"skipping {variant}: {reason}")
+                missing[variant] = f"cannot run here: {reason}"
+                continue
+            try:
+                built[variant] = builder.build(variant)
+            except Exception as exc:
+                message = f"{variant}: build failed: {type(exc).__name__}: {one_line(exc, 300)}"
+                print(f"@failed {message}" if child else f"qbench: {message}", flush=True)
+                missing[variant] = f"build failed: {type(exc).__name__}: {one_line(exc, 300)}"
+                if child:
+                    return 3
+        if args.calibration_study:
+            from qbench.measure import calibration_study as study
+
+            if child:
+                print(f"@variant {study.STUDY_VARIANT}", flush=True)
+            sets = study.calibration_sets(dataset, settings.study_fractions, settings.seed)
+            study.build_models(builder, sets, progress)
+        if args.manifest is not None:
+            _write_manifest(args.manifest, model_info, dataset, built, missing)
+    except QBenchError as exc:
+        print(f"@error {exc}" if child else f"qbench: {exc}", flush=True)
+        return 3
+    return 0
+
+
+def _write_manifest(path: str, model_info, dataset, built: dict, missing: dict) -> None:
+    """What this revision built, for a run of another revision that measures it (:mod:`qbench.gate.base`)."""
+    from pathlib import Path
+
+    import qbench
+    from qbench.core.fsutil import atomic_write_json
+
+    atomic_write_json(
+        Path(path),
+        {
+            "model_key": model_info.key,
+            "model": str(model_info.path),
+            "preprocess": model_info.preprocess,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "qbench": str(Path(qbench.__file__).resolve().parent),
+            "variants": {
+                name: {"path": str(Path(art.path).resolve()), "meta": art.meta, "size_bytes": art.size_bytes}
+                for name, art in built.items()
+            },
+            "missing": missing,
+        },
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""``python -m qbench.measure.worker IN_FD OUT_FD``: one variant's runtime, alone in its own process.
+
+The parent (:mod:`qbench.measure.isolation`) starts one worker per variant and sends
+it commands over a pipe: load the artifact, evaluate the test split, call a
+runner method, time N calls.  Timing happens here, with ``perf_counter``
+around each call, so the figures never include the pipe.  If the runtime
+crashes, only this process dies; the parent names the variant, the step and
+the signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import faulthandler
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the parent goes (a stopped worker must not outlive pytest)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class WorkerState:
+    def __init__(self):
+        self.runner = None
+        self.inputs = None
+
+    def load(self, variant, path, meta, threads, options, origins):
+        from qbench import backends
+
+        for origin in origins:
+            backends.import_origin(origin)
+        self.runner = backends.get(variant).load(Path(path), meta or {}, threads, **(options or {}))
+        return self.runner.describe()
+
+    def test_inputs(self, path, count, preprocess):
+        """Read the session's test images from the file it wrote (``QBenchSession.worker_inputs``).
+
+        Reading one ``.npy`` takes milliseconds; loading the dataset again here
+        took 1.3-1.6 s per worker start, paid by every variant in every run.
+        """
+        import numpy as np
+
+        from qbench.core.errors import QBenchError
+        from qbench.model.datasets import to_model_input
+
+        try:
+            images = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise QBenchError(f"cannot read the session's test images {path}: {exc}; run again") from None
+        if len(images) != count:
+            raise QBenchError(f"{path} holds {len(images)} test images, the session has {count}; run again")
+        self.inputs = to_model_input(images, preprocess)
+        return len(self.inputs)
+
+    def evaluate(self):
+        return self.runner.predict_many(self.inputs)
+
+    def call(self, method, args=()):
+        return getattr(self.runner, method)(*args)
+
+    def time(self, calls, method="phases", sample=0, stretch=1.0):
+        from qbench.measure.latency import time_method
+
+        return time_method(self.runner, method, self.inputs[sample : sample + 1], calls, stretch)
+
+    def os_threads(self):
+        """How many threads this process has now (Linux): what ``--qbench-threads`` must change."""
+        import os
+
+        return len(os.listdir("/proc/self/task"))
+
+    def quit(self):
+        if self.runner is not None:
+            self.runner.close()
+
+
+def serve(requests: Connection, replies: Connection) -> None:
+    from qbench.core.errors import QBenchError, one_line
+
+    state = WorkerState()
+    while True:
+        try:
+            op, kwargs = requests.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            replies.send(("ok", getattr(state, op)(**kwargs)))
+        except QBenchError as exc:
+            replies.send(("error", str(exc)))
+        except Exception as exc:  # a runtime's own exception: one line for the parent
+            traceback.print_exc()
+            replies.send(("error", f"{type(exc).__name__}: {one_line(exc, 300)}"))
+        if op == "quit":
+            return
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    faulthandler.enable()  # a crash leaves the Python location in the log the parent reads
+    serve(Connection(int(argv[0]), writable=False), Connection(int(argv[1]), readable=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
