@@ -211,10 +211,11 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
 ]
 
 
-def add_options(add: Callable[..., Any], prefix: str, options=None) -> None:
+def add_options(add: Callable[..., Any], prefix: str, options=None, defaults: bool = True) -> None:
     """Register ``options`` (default :data:`OPTIONS`) with an argparse-style ``add``
     (pytest's ``addoption`` or argparse's ``add_argument``); type ``bool`` is a flag,
-    ``"append"`` a repeatable ``VARIANT=NUMBER``."""
+    ``"append"`` a repeatable ``VARIANT=NUMBER``.  ``defaults=False`` leaves every default ``None``,
+    so a value from an ini file can tell "not given" from "given" (:func:`ini_getter`)."""
     for name, type_, default, help_ in OPTIONS if options is None else options:
         if type_ is bool:
             kind = {"action": "store_true"}
@@ -222,7 +223,59 @@ def add_options(add: Callable[..., Any], prefix: str, options=None) -> None:
             kind = {"action": "append", "metavar": "VARIANT=NUMBER"}
         else:
             kind = {"type": type_}
-        add(f"{prefix}{name}", default=default, help=help_, **kind)
+        add(f"{prefix}{name}", default=default if defaults else None, help=help_, **kind)
+
+
+def add_ini_keys(addini: Callable[..., Any], options) -> None:
+    """Every option as an ini key too (``--qbench-latency-threshold`` -> ``qbench_latency_threshold``), read as text
+    and converted by :func:`ini_getter` (pytest's own ini types would turn a typo into a traceback)."""
+    for name, type_, _default, help_ in options:
+        addini(f"qbench_{name.replace('-', '_')}", help_, type="linelist" if type_ == "append" else "string", default=None)
+
+
+def ini_getter(options, from_cli: Callable[[str], Any], from_ini: Callable[[str], Any], inifile) -> Callable[[str], Any]:
+    """An option getter: the command line if given there, else the ini file's ``qbench_*`` key, else the default.
+
+    A value the ini file holds that is not of the option's type is one :class:`QBenchError` naming the file
+    and the key; so is one that the option's own checks refuse (:func:`ini_message`).
+    """
+    table = {name: (type_, default) for name, type_, default, _ in options}
+    where = str(inifile) if inifile else "the ini file"
+
+    def get(name: str):
+        type_, default = table[name]
+        value = from_cli(name)
+        if value is not None and value is not False and value != []:
+            return value
+        key = f"qbench_{name.replace('-', '_')}"
+        raw = from_ini(key)
+        if raw in (None, "", []):
+            return value if type_ is bool and value else default
+        if type_ == "append":
+            return list(raw)
+        text = str(raw).strip()
+        if type_ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise QBenchError(f"{where}: {key} = {text!r} is not true or false")
+        try:
+            return type_(text)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(type_, type_.__name__)
+            raise QBenchError(f"{where}: {key} = {text!r} is not {kind}") from None
+
+    return get
+
+
+def ini_message(message: str, options, from_cli: Callable[[str], Any], inifile) -> str:
+    """A check's sentence about ``--qbench-<name>`` said of the ini key instead, when the value came from the ini file."""
+    for name, *_ in options:
+        flag = f"--qbench-{name}"
+        if flag in message and from_cli(name) in (None, False, []):
+            return message.replace(flag, f"{inifile}: qbench_{name.replace('-', '_')}")
+    return message
 
 
 def settings_from_options(get: Callable[[str], Any]) -> Settings:

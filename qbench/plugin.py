@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from qbench.config import Settings, add_options, settings_from_options
+from qbench.config import Settings, add_ini_keys, add_options, ini_getter, ini_message, settings_from_options
 from qbench.core.errors import QBenchError
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -22,12 +22,19 @@ BASE_KEY = pytest.StashKey[object]()
 REPORTED_KEY = pytest.StashKey[dict]()  # a failure's one line -> the test that reported it first
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    g = parser.getgroup("qbench", "qbench model quantization benchmarks")
-    add_options(g.addoption, "--qbench-")
+def _all_options():
+    from qbench.config import OPTIONS
     from qbench.gate.verdicts import GATE_OPTIONS
 
-    add_options(g.addoption, "--qbench-", GATE_OPTIONS)
+    return [*OPTIONS, *GATE_OPTIONS]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every option on the command line (``--qbench-*``) and in the ini file (``qbench_*`` keys of
+    ``[tool.pytest.ini_options]`` or ``pytest.ini``); the command line wins."""
+    g = parser.getgroup("qbench", "qbench model quantization benchmarks")
+    add_options(g.addoption, "--qbench-", _all_options(), defaults=False)
+    add_ini_keys(parser.addini, _all_options())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,17 +46,19 @@ def pytest_configure(config: pytest.Config) -> None:
     from qbench.gate import fingerprint
     from qbench.gate.verdicts import gate_settings
 
-    def option(name: str):
+    def from_cli(name: str):
         return config.getoption(f"qbench_{name.replace('-', '_')}")
 
     from qbench.gate.base import resolve
 
+    options = _all_options()
+    option = ini_getter(options, from_cli, config.getini, config.inipath)
     try:
         settings = settings_from_options(option)
         gate = config.stash[GATE_KEY] = gate_settings(option, settings.variants, settings.seed)
         config.stash[BASE_KEY] = resolve(gate.base, gate.base_model, config.invocation_params.dir)
     except QBenchError as exc:
-        raise pytest.UsageError(f"qbench: {exc}") from None
+        raise pytest.UsageError(f"qbench: {ini_message(str(exc), options, from_cli, config.inipath)}") from None
     config.stash[SETTINGS_KEY] = settings
     # before pytest-benchmark's own (trylast) configure builds its storage and loads the compared run
     config.stash[MACHINE_KEY] = fingerprint.install(settings.threads)

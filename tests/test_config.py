@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -109,3 +111,67 @@ def test_prepare_command_reports_bad_input_in_one_line():
         == "qbench: --qbench-dataset pet needs --qbench-dataset-root (directory with images/ and annotations/list.txt)"
     )
     assert "Traceback" not in proc.stderr
+
+
+def _project(tmp_path, ini: str):
+    """A user project that sets qbench's options in its pyproject.toml."""
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n" + ini)
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["qbench.plugin"]\n')
+    (tmp_path / "test_show.py").write_text(
+        "def test_show(qbench_settings, qbench_gate):\n"
+        "    s, g = qbench_settings, qbench_gate\n"
+        "    print('SHOW', ','.join(s.variants), s.seed, g.threshold, s.profile.name, sorted(g.injections.slowdown.items()))\n"
+    )
+    return tmp_path
+
+
+def _show(project, *args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "test_show.py", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SHOW")), None)
+    return proc, line
+
+
+def test_options_come_from_pyproject_and_the_command_line_wins(tmp_path):
+    project = _project(
+        tmp_path,
+        'qbench_variants = "native,tflite-int8"\nqbench_seed = "7"\nqbench_latency_threshold = "1.5"\n'
+        'qbench_profile = "smoke"\nqbench_inject_slowdown = ["tflite-int8=1.3"]\n',
+    )
+    proc, line = _show(project)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert line == "SHOW native,tflite-int8 7 1.5 smoke [('tflite-int8', 1.3)]"
+    proc, line = _show(project, "--qbench-seed", "3", "--qbench-latency-threshold", "2", "--qbench-profile", "full")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert line == "SHOW native,tflite-int8 3 2.0 full [('tflite-int8', 1.3)]"
+    # the command line narrows the variants; the ini file's injection then names one not selected: said of the ini key
+    proc, line = _show(project, "--qbench-variants", "native")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4 and line is None
+    assert f"qbench: {project / 'pyproject.toml'}: qbench_inject_slowdown: unknown variant 'tflite-int8'" in out
+
+
+@pytest.mark.parametrize(
+    "ini, message",
+    [
+        ('qbench_latency_threshold = "fast"', "qbench_latency_threshold = 'fast' is not a number"),
+        ('qbench_seed = "one"', "qbench_seed = 'one' is not a whole number"),
+        ('qbench_latency_threshold = "0.5"', "qbench_latency_threshold must be above 1, got 0.5"),
+        ('qbench_variants = "native,tflite-int4"', "unknown variant(s) 'tflite-int4'"),
+    ],
+)
+def test_a_bad_ini_value_is_one_line_naming_the_file_and_key(tmp_path, ini, message):
+    project = _project(tmp_path, ini + "\n")
+    proc, _ = _show(project)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out[-2000:]
+    lines = [ln for ln in out.splitlines() if "qbench:" in ln]
+    assert len(lines) == 1 and message in lines[0], out[-2000:]
+    if "unknown variant" not in message:
+        assert f"{project / 'pyproject.toml'}: " in lines[0]
+    assert "Traceback" not in out
