@@ -26,12 +26,13 @@ Progress = Callable[[str], None]
 
 def prepare_in_subprocess(
     settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = (), calibration_study: bool = False
-) -> None:
-    """Build the model and ``variants`` in a child; relay progress; raise on failure.
+) -> dict[str, QBenchError]:
+    """Build the model and ``variants`` in one child (one TensorFlow import for all); relay progress.
 
-    A variant that fails to build raises a non-fatal :class:`QBenchError`
-    naming it; a child that dies while building a variant raises
-    :class:`WorkerCrash` for that variant.
+    Returns the variants whose build failed, each with its non-fatal
+    :class:`QBenchError` (the others were built).  A child that dies while
+    building a variant raises :class:`WorkerCrash` for that variant (the
+    ones before it are built, the ones after it are not).
     """
     from qbench import backends
     from qbench.config import settings_to_argv
@@ -50,7 +51,8 @@ def prepare_in_subprocess(
         cmd += ["--import-origin", origin]
     if calibration_study:
         cmd.append("--calibration-study")
-    error = failed = None
+    error = None
+    failed: dict[str, QBenchError] = {}
     current = None
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=child_env())
@@ -65,7 +67,7 @@ def prepare_in_subprocess(
                 elif kind == "@error":
                     error = text
                 elif kind == "@failed":
-                    failed = text
+                    failed[current or ""] = QBenchError(text, fatal=False)
             rc = proc.wait()
         finally:
             if proc.poll() is None:  # interrupted: do not leave a trainer running
@@ -73,14 +75,13 @@ def prepare_in_subprocess(
                 proc.wait()
         if error is not None:
             raise QBenchError(error)
-        if failed is not None:
-            raise QBenchError(failed, fatal=False)
-        if rc != 0:
+        if rc != 0 and not (rc == 3 and failed):
             stderr.seek(0)
             tail = stderr_tail(stderr.read())
             if current is not None:
                 raise WorkerCrash(current, "build", describe_exit(rc), tail)
             raise QBenchError(f"the preparation process failed ({describe_exit(rc)}): {tail}")
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                 message = f"{variant}: build failed: {type(exc).__name__}: {one_line(exc, 300)}"
                 print(f"@failed {message}" if child else f"qbench: {message}", flush=True)
                 missing[variant] = f"build failed: {type(exc).__name__}: {one_line(exc, 300)}"
-                if child:
-                    return 3
         if args.calibration_study:
             from qbench.measure import calibration_study as study
 
@@ -160,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             study.build_models(builder, sets, progress)
         if args.manifest is not None:
             _write_manifest(args.manifest, model_info, dataset, built, missing)
+        if child and any(why.startswith("build failed") for why in missing.values()):
+            return 3  # the parent has each failure's line (@failed); the others were built
     except QBenchError as exc:
         print(f"@error {exc}" if child else f"qbench: {exc}", flush=True)
         return 3
