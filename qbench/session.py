@@ -250,42 +250,12 @@ class QBenchSession:
         """``variant``'s artifact whether or not it is selected (built in a child when isolated)."""
         built_by_child = self.isolate and not self.builder.is_current(variant)
         if built_by_child:
-            self._build_in_children(variant)
+            from qbench.measure.prepare import build_in_children
+
+            build_in_children(self, variant, self._build_failures)
         artifact = self.builder.build(variant)
         # built a moment ago by the child: a load failure is the variant's, not a stale cache's
         return replace(artifact, cached=False) if built_by_child else artifact
-
-    def _build_in_children(self, variant: str) -> None:
-        """Build ``variant`` in a child, together with every other selected variant the cache lacks.
-
-        One child imports TensorFlow once for all of them (a child per variant
-        paid 4-6 s each on a cold cache).  A build that fails is that
-        variant's failure; a child that crashes takes the variant it was
-        building down with it, and the rest go to another child.
-        """
-        from qbench.measure.isolation import WorkerCrash
-        from qbench.measure.prepare import prepare_in_subprocess
-
-        while variant not in self._build_failures and not self.builder.is_current(variant):
-            batch = [variant] + [
-                v
-                for v in self.settings.variants
-                if v != variant
-                and v not in self._build_failures
-                and not backends.get(v).unavailable()
-                and not self.builder.is_current(v)
-            ]
-            try:
-                self._build_failures.update(
-                    prepare_in_subprocess(self.settings, self.dataset.fingerprint(), self.progress, tuple(batch))
-                )
-            except WorkerCrash as crash:
-                self._build_failures[crash.variant if crash.variant in batch else variant] = crash
-                continue  # the variants after the crashed one were not built: another child
-            if variant not in self._build_failures and not self.builder.is_current(variant):
-                self._build_failures[variant] = QBenchError(f"{variant}: its build left no artifact", fatal=False)
-        if variant in self._build_failures:
-            raise self._build_failures[variant]
 
     def layer_errors(self, variant: str) -> list[dict]:
         """Each activation of ``variant`` against ``tflite-fp32``'s (:func:`qbench.measure.studies.layer_errors`), once."""
