@@ -141,82 +141,105 @@ def main(argv: list[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[gatecheck {time.perf_counter() - t_start:5.0f}s] {message}", flush=True)
 
-    if args.mode == "ab":
-        return _ab(args, variants, work, log, say)
     try:
-        say(f"recording this machine's latency baseline (log: {log})")
-        base = _pytest(
-            ["benchmarks/test_latency.py::test_latency", "benchmarks/test_gate.py", "--benchmark-save=gatecheck", *common],
-            work / "base",
-            log,
-        )
-        if base["rc"] != 0:
-            raise QBenchError(f"the baseline run itself fails the gate: {base['verdict']}")
-        if not list(storage.glob("*/*.json")):
-            raise QBenchError(
-                f"the baseline run stored no latency run ({_log_line(log, 'no baseline saved') or 'see ' + str(log)}); "
-                "the stored-run gate never engaged, so no rates are reported (--mode ab needs no stored run)"
-            )
-        accuracy = {v["variant"]: v["figures"]["accuracy"] for v in base["verdicts"] if v["check"] == "accuracy"}
-        if not accuracy:
-            raise QBenchError(
-                "no stored accuracy baseline for this model: record one with pytest benchmarks --qbench-portable-save"
-            )
-        compare = ["benchmarks/test_gate.py", "--benchmark-compare", *common]
-        # rolling: every passing unmodified run becomes the baseline of the next runs, so base and candidate
-        # are measured about a minute apart, as in a CI job that times the base commit, then the candidate
-        resave = ["benchmarks/test_latency.py::test_latency", "--benchmark-save=gatecheck"] if args.baseline == "rolling" else []
-        false_alarms = slow_hits = error_hits = withdrawn = 0
-        n = args.runs
-        for i in range(n):
-            run = _pytest([*compare, *resave], work / "run", log)
-            _engaged(run, "stored run", variants, "latency", f"unmodified run {i + 1}")
-            bad = _failed(run)
-            false_alarms += bool(bad)
-            cleared = [v for v in run["verdicts"] if v["ok"] and "first" in v["figures"]]
-            withdrawn += bool(cleared)
-            say(
-                f"unmodified {i + 1}/{n}: "
-                + ("FALSE ALARM: " + "; ".join(v["line"] for v in bad) if bad else "pass")
-                + (f" (after re-measuring: {'; '.join(v['line'] for v in cleared)})" if cleared else "")
-            )
-            victim = variants[i % len(variants)]
-            run = _pytest([*compare, f"--qbench-inject-slowdown={victim}={args.slowdown}"], work / "run", log)
-            _engaged(run, "stored run", [victim], "latency", f"slowdown run {i + 1}")
-            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "latency"]
-            others = [v for v in _failed(run) if v not in hit]
-            slow_hits += bool(hit)
-            mine = next((v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "latency"), None)
-            say(
-                f"slowdown {i + 1}/{n} ({victim} x{args.slowdown:g}): {'detected' if hit else 'MISSED'}"
-                + (f" ({mine['line'].split(': ', 1)[1]})" if mine else "")
-                + (f"; also failed: {', '.join(v['variant'] + ' ' + v['check'] for v in others)}" if others else "")
-            )
-        rotation = [v for v in variants if v in accuracy]
-        for i in range(n):
-            victim = rotation[i % len(rotation)]
-            fraction = min(1.0, args.accuracy_loss / max(accuracy[victim], 1e-9))
-            run = _pytest(
-                [*compare, "-k", "accuracy_gate", "--benchmark-disable", f"--qbench-inject-error={victim}={fraction:.6f}"],
-                work / "run",
-                log,
-            )
-            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "accuracy"]
-            error_hits += bool(hit)
-            mine = next((v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "accuracy"), None)
-            say(
-                f"accuracy loss {i + 1}/{n} ({victim} -{args.accuracy_loss:.0%}): {'detected' if hit else 'MISSED'}"
-                + (f" ({mine['line']})" if mine else "")
-            )
+        if args.mode == "ab":
+            dirty = _clean_tree(args.base)
+            if dirty:
+                raise QBenchError(dirty)
+            compare = ["benchmarks/test_gate.py", f"--qbench-base={args.base}", *common]
+            counts = _three_kinds(args, variants, compare, [], "same-job base", None, work, log, say)
+        else:
+            compare, resave, accuracy = _record_stored_run(args, common, storage, work, log, say)
+            counts = _three_kinds(args, variants, compare, resave, "stored run", accuracy, work, log, say)
     except QBenchError as exc:
         print(f"qbench: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("qbench: gatecheck interrupted", file=sys.stderr)
         return 130
+    n = args.runs
+    false_alarms, slow_hits, error_hits, withdrawn = counts
     print(f"false alarms {false_alarms}/{n}, slowdowns detected {slow_hits}/{n}, accuracy losses detected {error_hits}/{n}")
     print(f"(unmodified runs whose first campaign looked slower and a second campaign cleared: {withdrawn}/{n})")
     return 0
+
+
+def _record_stored_run(args, common, storage: Path, work: Path, log: Path, say):
+    """``--mode stored``: this machine's latency run, recorded first; the compare arguments and the accuracies."""
+    say(f"recording this machine's latency baseline (log: {log})")
+    base = _pytest(
+        ["benchmarks/test_latency.py::test_latency", "benchmarks/test_gate.py", "--benchmark-save=gatecheck", *common],
+        work / "base",
+        log,
+    )
+    if base["rc"] != 0:
+        raise QBenchError(f"the baseline run itself fails the gate: {base['verdict']}")
+    if not list(storage.glob("*/*.json")):
+        raise QBenchError(
+            f"the baseline run stored no latency run ({_log_line(log, 'no baseline saved') or 'see ' + str(log)}); "
+            "the stored-run gate never engaged, so no rates are reported (--mode ab needs no stored run)"
+        )
+    accuracy = {v["variant"]: v["figures"]["accuracy"] for v in base["verdicts"] if v["check"] == "accuracy"}
+    if not accuracy:
+        raise QBenchError("no stored accuracy baseline for this model: record one with pytest benchmarks --qbench-portable-save")
+    compare = ["benchmarks/test_gate.py", "--benchmark-compare", *common]
+    # rolling: every passing unmodified run becomes the baseline of the next runs, so base and candidate
+    # are measured about a minute apart, as in a CI job that times the base commit, then the candidate
+    resave = ["benchmarks/test_latency.py::test_latency", "--benchmark-save=gatecheck"] if args.baseline == "rolling" else []
+    return compare, resave, accuracy
+
+
+def _three_kinds(args, variants, compare, resave, mode: str, accuracy, work: Path, log: Path, say) -> tuple[int, ...]:
+    """N unmodified runs and N with one variant slowed (alternating), then N with an accuracy loss.
+
+    ``mode``: the gate mode every run must have gated in (else no rates, :func:`_engaged`); ``accuracy``:
+    each variant's accuracy, or ``None`` to read it from the first unmodified run (same-job base).
+    Injections are the candidate's only: with a same-job base the twins run unslowed and uncorrupted.
+    """
+    n = args.runs
+    false_alarms = slow_hits = error_hits = withdrawn = 0
+    for i in range(n):
+        run = _pytest([*compare, *resave], work / "run", log)
+        _engaged(run, mode, variants, "latency", f"unmodified run {i + 1}")
+        if accuracy is None:
+            _engaged(run, mode, variants, "accuracy", f"unmodified run {i + 1}")
+            accuracy = {v["variant"]: v["figures"]["accuracy"] for v in run["verdicts"] if v["check"] == "accuracy"}
+        bad = _failed(run)
+        false_alarms += bool(bad)
+        cleared = [v for v in run["verdicts"] if v["ok"] and "first" in v["figures"]]
+        withdrawn += bool(cleared)
+        say(
+            f"unmodified {i + 1}/{n}: "
+            + ("FALSE ALARM: " + "; ".join(v["line"] for v in bad) if bad else "pass")
+            + (f" (after re-measuring: {'; '.join(v['line'] for v in cleared)})" if cleared else "")
+        )
+        victim = variants[i % len(variants)]
+        run = _pytest([*compare, f"--qbench-inject-slowdown={victim}={args.slowdown}"], work / "run", log)
+        _engaged(run, mode, [victim], "latency", f"slowdown run {i + 1}")
+        hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "latency"]
+        others = [v for v in _failed(run) if v not in hit]
+        slow_hits += bool(hit)
+        mine = next(v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "latency")
+        say(
+            f"slowdown {i + 1}/{n} ({victim} x{args.slowdown:g}): {'detected' if hit else 'MISSED'} "
+            f"({mine['line'].split(': ', 1)[1]})"
+            + (f"; also failed: {', '.join(v['variant'] + ' ' + v['check'] for v in others)}" if others else "")
+        )
+    rotation = [v for v in variants if v in accuracy]
+    for i in range(n):
+        victim = rotation[i % len(rotation)]
+        fraction = min(1.0, args.accuracy_loss / max(accuracy[victim], 1e-9))  # of its correct predictions
+        run = _pytest(
+            [*compare, "-k", "accuracy_gate", "--benchmark-disable", f"--qbench-inject-error={victim}={fraction:.6f}"],
+            work / "run",
+            log,
+        )
+        _engaged(run, mode, [victim], "accuracy", f"accuracy run {i + 1}")
+        hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "accuracy"]
+        error_hits += bool(hit)
+        mine = next(v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "accuracy")
+        say(f"accuracy loss {i + 1}/{n} ({victim} -{args.accuracy_loss:.0%}): {'detected' if hit else 'MISSED'} ({mine['line']})")
+    return false_alarms, slow_hits, error_hits, withdrawn
 
 
 def _log_line(log: Path, needle: str) -> str:
@@ -230,70 +253,6 @@ def _clean_tree(base: str) -> str | None:
     if proc.returncode == 1:
         return f"the working tree differs from {base}: base = candidate would not hold (commit first, or pass --base)"
     return None
-
-
-def _ab(args, variants, work: Path, log: Path, say) -> int:
-    """The same-job gate's rates: base = candidate, slowed candidate, wrong candidate."""
-    n = args.runs
-    common = [f"--qbench-base={args.base}", f"--qbench-variants={','.join(variants)}", *args.pytest_args]
-    compare = ["benchmarks/test_gate.py", *common]
-    false_alarms = slow_hits = error_hits = withdrawn = 0
-    accuracy: dict[str, float] = {}
-    try:
-        dirty = _clean_tree(args.base)
-        if dirty:
-            raise QBenchError(dirty)
-        for i in range(n):
-            run = _pytest(compare, work / "run", log)
-            _engaged(run, "same-job base", variants, "latency", f"unmodified run {i + 1}")
-            _engaged(run, "same-job base", variants, "accuracy", f"unmodified run {i + 1}")
-            accuracy = {v["variant"]: v["figures"]["accuracy"] for v in run["verdicts"] if v["check"] == "accuracy"}
-            bad = _failed(run)
-            false_alarms += bool(bad)
-            cleared = [v for v in run["verdicts"] if v["ok"] and "first" in v["figures"]]
-            withdrawn += bool(cleared)
-            say(
-                f"base = candidate {i + 1}/{n}: "
-                + ("FALSE ALARM: " + "; ".join(v["line"] for v in bad) if bad else "pass")
-                + (f" (after re-measuring: {'; '.join(v['line'] for v in cleared)})" if cleared else "")
-            )
-            victim = variants[i % len(variants)]
-            run = _pytest([*compare, f"--qbench-inject-slowdown={victim}={args.slowdown}"], work / "run", log)
-            _engaged(run, "same-job base", [victim], "latency", f"slowdown run {i + 1}")
-            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "latency"]
-            others = [v for v in _failed(run) if v not in hit]
-            slow_hits += bool(hit)
-            mine = next(v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "latency")
-            say(
-                f"slowdown {i + 1}/{n} ({victim} x{args.slowdown:g}, candidate only): {'detected' if hit else 'MISSED'} "
-                f"({mine['line'].split(': ', 1)[1]})"
-                + (f"; also failed: {', '.join(v['variant'] + ' ' + v['check'] for v in others)}" if others else "")
-            )
-        for i in range(n):
-            victim = variants[i % len(variants)]
-            fraction = min(1.0, args.accuracy_loss / max(accuracy[victim], 1e-9))  # of its correct predictions
-            run = _pytest(
-                [*compare, "-k", "accuracy_gate", "--benchmark-disable", f"--qbench-inject-error={victim}={fraction:.6f}"],
-                work / "run",
-                log,
-            )
-            _engaged(run, "same-job base", [victim], "accuracy", f"accuracy run {i + 1}")
-            hit = [v for v in _failed(run) if v["variant"] == victim and v["check"] == "accuracy"]
-            error_hits += bool(hit)
-            mine = next(v for v in run["verdicts"] if v["variant"] == victim and v["check"] == "accuracy")
-            say(
-                f"accuracy loss {i + 1}/{n} ({victim} -{args.accuracy_loss:.0%}): "
-                f"{'detected' if hit else 'MISSED'} ({mine['line']})"
-            )
-    except QBenchError as exc:
-        print(f"qbench: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("qbench: gatecheck interrupted", file=sys.stderr)
-        return 130
-    print(f"false alarms {false_alarms}/{n}, slowdowns detected {slow_hits}/{n}, accuracy losses detected {error_hits}/{n}")
-    print(f"(base = candidate runs whose first campaign looked slower and a second campaign cleared: {withdrawn}/{n})")
-    return 0
 
 
 if __name__ == "__main__":
