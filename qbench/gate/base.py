@@ -27,6 +27,7 @@ and the variant's gate fails: it is never a pass.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -164,6 +165,7 @@ class BaseTwins:
 
     # ------------------------------------------------------------- build
     def _build(self) -> dict:
+        from qbench import backends
         from qbench.config import settings_to_argv
         from qbench.measure.isolation import child_env, describe_exit, stderr_tail
 
@@ -183,8 +185,6 @@ class BaseTwins:
         overrides["build_dir"] = str(build_dir)
         argv = settings_to_argv(s, **overrides)
         manifest = build_dir / "base-manifests" / f"{stable_hash(argv, spec.sha, os.getpid())}.json"
-        from qbench import backends
-
         cmd = [
             sys.executable,
             "-m",
@@ -224,11 +224,9 @@ class BaseTwins:
             tail = stderr_tail(stderr.read())
         if rc != 0 or not manifest.is_file():
             why = errors[-1] if errors else f"{describe_exit(rc)}: {tail}"
-            if rc == 2 and "--manifest" in tail:
+            if (rc == 2 and "--manifest" in tail) or "No module named qbench.cli" in tail:
                 why = "it has no `qbench prepare --manifest` (a revision from before the same-job gate)"
             raise QBenchError(f"{self.label}: the build failed: {why}", fatal=False)
-        import json
-
         data = json.loads(manifest.read_text(encoding="utf-8"))
         manifest.unlink()
         return data
