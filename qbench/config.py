@@ -269,12 +269,12 @@ def ini_getter(options, from_cli: Callable[[str], Any], from_ini: Callable[[str]
     return get
 
 
-def ini_message(message: str, options, from_cli: Callable[[str], Any], inifile) -> str:
+def ini_message(message: str, options, from_cli: Callable[[str], Any], from_ini: Callable[[str], Any], inifile) -> str:
     """A check's sentence about ``--qbench-<name>`` said of the ini key instead, when the value came from the ini file."""
     for name, *_ in options:
-        flag = f"--qbench-{name}"
-        if flag in message and from_cli(name) in (None, False, []):
-            return message.replace(flag, f"{inifile}: qbench_{name.replace('-', '_')}")
+        flag, key = f"--qbench-{name}", f"qbench_{name.replace('-', '_')}"
+        if flag in message and from_cli(name) in (None, False, []) and from_ini(key) not in (None, "", []):
+            return message.replace(flag, f"{inifile}: {key}")
     return message
 
 

@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         gate = config.stash[GATE_KEY] = gate_settings(option, settings.variants, settings.seed)
         config.stash[BASE_KEY] = resolve(gate.base, gate.base_model, config.invocation_params.dir)
     except QBenchError as exc:
-        raise pytest.UsageError(f"qbench: {ini_message(str(exc), options, from_cli, config.inipath)}") from None
+        raise pytest.UsageError(f"qbench: {ini_message(str(exc), options, from_cli, config.getini, config.inipath)}") from None
     config.stash[SETTINGS_KEY] = settings
     # before pytest-benchmark's own (trylast) configure builds its storage and loads the compared run
     config.stash[MACHINE_KEY] = fingerprint.install(settings.threads)

@@ -56,6 +56,7 @@ class QBenchSession:
         self._model_info = None
         self._inputs_file: tuple[str, int] | None = None
         self._build_failures: dict[str, QBenchError] = {}  # variant -> why its build failed (or crashed)
+        self._built_this_run: set[str] = set()  # variants this run's build children made
         self.calibration_rows: list[dict] | None = None  # the calibration study, once run
         self.layer_error_rows: dict[str, list[dict]] = {}  # variant -> qbench.measure.layer_error rows
         self._builder = None
@@ -248,14 +249,13 @@ class QBenchSession:
     # ------------------------------------------------------ per-layer error
     def built(self, variant: str):
         """``variant``'s artifact whether or not it is selected (built in a child when isolated)."""
-        built_by_child = self.isolate and not self.builder.is_current(variant)
-        if built_by_child:
+        if self.isolate and not self.builder.is_current(variant):
             from qbench.measure.prepare import build_in_children
 
-            build_in_children(self, variant, self._build_failures)
+            build_in_children(self, variant, self._build_failures, self._built_this_run)
         artifact = self.builder.build(variant)
-        # built a moment ago by the child: a load failure is the variant's, not a stale cache's
-        return replace(artifact, cached=False) if built_by_child else artifact
+        # built by this run's children: a load failure is the variant's, not a stale cache's
+        return replace(artifact, cached=False) if variant in self._built_this_run else artifact
 
     def layer_errors(self, variant: str) -> list[dict]:
         """Each activation of ``variant`` against ``tflite-fp32``'s (:func:`qbench.measure.studies.layer_errors`), once."""

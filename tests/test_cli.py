@@ -91,7 +91,7 @@ def test_end_to_end_smoke_run(smoke_run, smoke_report):
     low, high = rows["tflite-int8"]["speed_boost_ci"]
     assert 0.98 * low <= rows["tflite-int8"]["speed_boost"] <= 1.02 * high
     # no portable baseline for the smoke model: the gate says what it could not gate, in one line
-    assert "qbench gate: nothing to gate against" in out
+    assert "qbench gate: nothing gated" in out and "latency not gated" in out
     assert re.search(r"TVM kernels with tuned schedules: tvm-avx2-int8 \d+ \(from \S*tvm/tuning_db\)", out), out[-3000:]
     assert data["environment"]["calibration_split"] == "train"
     assert (smoke_report / "summary.md").read_text().startswith("# qbench summary")
@@ -100,8 +100,9 @@ def test_end_to_end_smoke_run(smoke_run, smoke_report):
     figures = {p.name for p in (smoke_report / "figures").glob("*.png")}
     assert {"accuracy_latency.png", "latency_distributions.png", "calibration.png", "layer_snr.png"} <= figures
     assert {f"confusion_{v}.png" for v in DEFAULT_VARIANTS} <= figures
-    # nothing half-written left in the cache
-    assert not [p for p in build.rglob(".*") if p.is_file()]
+    # nothing half-written left in the cache (but by tests.crash_variants' crash-build, which aborts mid-write by design,
+    # when the isolation tests shared this build dir first; its next build removes it)
+    assert not [p for p in build.rglob(".*") if p.is_file() and not p.name.startswith(".crash-build-")]
 
 
 def test_second_run_reuses_the_cache(smoke_run):

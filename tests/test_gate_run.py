@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+from qbench.core import machine as machine_facts
 from qbench.gate import fingerprint
 from tests.helpers import run_pytest
 
@@ -47,7 +48,7 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
     assert f"qbench gate: nothing gated on machine {machine}" in out and "latency not gated" in out
     stored = list((tmp_path / "baselines" / "portable").glob("*.json"))
     assert len(stored) == 1
-    assert json.loads(stored[0].read_text())["recorded_on"]["isa_class"] == machine.machine_isa()
+    assert json.loads(stored[0].read_text())["recorded_on"]["isa_class"] == machine_facts.machine_isa()
     assert not runs.exists()
     seen = accuracies()
 

@@ -44,9 +44,11 @@ def test_native_crashes_fail_only_their_variant(crash_run):
     assert re.search(r"qbench: crash-build: .*Fatal Python error: Aborted \| at File .*crash_variants.py", summary), summary
     assert "Traceback" not in out
     # each crash reported once per variant and step by the test that met it; its other tests skip with a reference
-    failures = out[out.index("= FAILURES =") : out.index("short test summary info")] if "= FAILURES =" in out else ""
+    first = min((out.index(h) for h in ("= ERRORS =", "= FAILURES =") if h in out), default=len(out))
+    last = min(i for i in (out.find("qbench summary", first), out.find("short test summary info", first)) if i >= 0)
+    reports = out[first:last]  # the per-test reports (setup errors and failures), before qbench's summary
     for variant, step in (("crash-abort", "accuracy"), ("crash-segv", "latency"), ("crash-build", "build")):
-        assert failures.count(f"qbench: {variant}: crashed during {step}") == 1, (variant, failures[-3000:])
+        assert reports.count(f"qbench: {variant}: crashed during {step}") == 1, (variant, reports[-3000:])
     assert re.search(r"SKIPPED \[\d+\] .*crash-abort: crashed during accuracy \(SIGABRT, signal 6\) \(reported by ", out)
     # the summary is printed and written, every other variant measured
     assert "qbench summary" in out

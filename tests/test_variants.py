@@ -172,7 +172,25 @@ def test_corrupt_cached_artifact_is_rebuilt(workdir, model_path, dataset):
     assert path.is_file()
     path.write_bytes(b"TFL3 but truncated")
     runner = s.runner("tflite-int8")
-    assert any("unusable" in m and "rebuilding" in m for m in msgs)
+    # the sidecar's size/sha256 record catches it before anything loads it
+    assert any(f"tflite-int8: cached artifact {path} does not match its record (size/sha256" in m for m in msgs), msgs
+    assert runner.predict(s.test_inputs()[0][:1]).shape == (1, 10)
+    s.close()
+
+    # a file that matches its record but that the runtime refuses (a runtime upgraded under the cache) is rebuilt too
+    import json
+
+    from qbench.backends.cache import sidecar
+    from qbench.core.fsutil import sha256_of
+
+    path.write_bytes(b"TFL3 but truncated")
+    meta = json.loads(sidecar(path).read_text())
+    meta["artifact"] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
+    sidecar(path).write_text(json.dumps(meta))
+    s = QBenchSession(settings, (msgs := []).append, isolate=False)
+    s._dataset = dataset
+    runner = s.runner("tflite-int8")
+    assert any("unusable" in m and "rebuilding" in m for m in msgs), msgs
     assert runner.predict(s.test_inputs()[0][:1]).shape == (1, 10)
 
 

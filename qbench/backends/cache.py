@@ -152,6 +152,8 @@ class VariantBuilder:
             if not force and (art := self.cached(name, heal=True)) is not None:
                 self.progress(f"{name}: using {path.name}, built by another run meanwhile")
                 return art
+            for stale in [*path.parent.glob(f".{path.name}.*"), *path.parent.glob(f".{sidecar(path).name}.*")]:
+                stale.unlink(missing_ok=True)  # a killed build's temporary file: nobody else writes it while we hold the lock
             self.progress(f"building {name} -> {path}")
             t0 = time.perf_counter()
             with atomic_path(path) as tmp:

@@ -84,13 +84,14 @@ def prepare_in_subprocess(
     return failed
 
 
-def build_in_children(session, variant: str, failures: dict) -> None:
+def build_in_children(session, variant: str, failures: dict, built: set) -> None:
     """Build ``variant`` in a child, together with every other selected variant the cache lacks.
 
     One child imports TensorFlow once for all of them (a child per variant
     paid 4-6 s each on a cold cache).  A build that fails is that variant's
     failure, kept in ``failures``; a child that crashes takes the variant it
-    was building down with it, and the rest go to another child.
+    was building down with it, and the rest go to another child.  The
+    variants the children made are added to ``built``.
     ``session``: the run's :class:`qbench.session.QBenchSession` (its builder,
     settings, dataset and progress).
     """
@@ -104,12 +105,14 @@ def build_in_children(session, variant: str, failures: dict) -> None:
             for v in settings.variants
             if v != variant and v not in failures and not backends.get(v).unavailable() and not builder.is_current(v)
         ]
+        crashed = False
         try:
             failures.update(prepare_in_subprocess(settings, session.dataset.fingerprint(), session.progress, tuple(batch)))
         except WorkerCrash as crash:
             failures[crash.variant if crash.variant in batch else variant] = crash
-            continue  # the variants after the crashed one were not built: another child
-        if variant not in failures and not builder.is_current(variant):
+            crashed = True  # the variants after the crashed one were not built: the loop gives them another child
+        built.update(v for v in batch if v not in failures and builder.is_current(v))
+        if not crashed and variant not in failures and not builder.is_current(variant):
             failures[variant] = QBenchError(f"{variant}: its build left no artifact", fatal=False)
     if variant in failures:
         raise failures[variant]
