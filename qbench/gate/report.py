@@ -149,6 +149,8 @@ def gate_summary_lines(qb, gate, machine_id: str) -> list[tuple[str, bool]]:
         parts.append(f"accuracy of {len(acc)} variant(s) against {against}")
     if lat:
         parts.append(f"latency of {len(lat)} against {latency_mode(qb)}")
+    elif qb.base is not None:
+        parts.append(f"latency NOT GATED ({qb.base.label} did not build or run: lines above)")
     else:
         parts.append(
             "latency NOT GATED (no --qbench-base and no stored run for this machine: "

@@ -316,7 +316,7 @@ def test_split_file(dataset, build_dir) -> tuple[str, int]:
     from qbench.core.fsutil import atomic_path
 
     images, _ = dataset.test()
-    path = Path(build_dir) / "inputs" / f"test-{dataset.fingerprint()[:20]}.npy"
+    path = Path(build_dir).resolve() / "inputs" / f"test-{dataset.fingerprint()[:20]}.npy"  # workers may start elsewhere
     if not path.is_file():
         with atomic_path(path) as tmp:
             np.save(tmp, np.ascontiguousarray(images), allow_pickle=False)
