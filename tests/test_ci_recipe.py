@@ -59,7 +59,7 @@ def test_the_ci_command_gates_a_real_change_against_origin_main(smoke_run, tmp_p
         "origin/main",
         "--qbench-profile=smoke",
         "--qbench-model-path=model.keras",
-        f"--qbench-build-dir={tmp_path / 'build'}",
+        "--qbench-build-dir=build",  # relative, as in the workflow: the twins' workers start in the base's checkout
         "--qbench-variants=native,tflite-int8",
         "--benchmark-max-time=0.3",
         "--qbench-latency-threshold=2",  # CI is noisy; the gatecheck measures the gate's rates at 1.2x
@@ -72,7 +72,7 @@ def test_the_ci_command_gates_a_real_change_against_origin_main(smoke_run, tmp_p
     assert re.search(rf"{re.escape(label)}: calibrating int8 activations on 32 train-split samples", out)
     assert "calibrating int8 activations on 1 train-split samples" in out  # the candidate's own build
     # every variant paired with its twin, in one line each, the mode named in the verdict
-    gate = json.loads((tmp_path / "build" / "report" / "gate.json").read_text())
+    gate = json.loads((repo / "build" / "report" / "gate.json").read_text())
     assert gate["mode"] == f"same-job base {base_sha}"
     checks = {(v["variant"], v["check"]): v for v in gate["verdicts"]}
     assert set(checks) == {(v, c) for v in ("native", "tflite-int8") for c in ("accuracy", "latency")}
