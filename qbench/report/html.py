@@ -29,6 +29,7 @@ tr.failed td { background: #fde8e8; }
 .gate.pass { border-color: #2a7d2a; background: #eef8ee; } .gate.fail { border-color: #b22; background: #fdeeee; }
 .gate.none { border-color: #b80; background: #fff8e6; }
 .gate .head { font-size: 1.4em; font-weight: bold; } .gate li.bad { color: #b22; font-weight: bold; }
+.gate table td { background: #fff; } .gate tr.failed td { background: #f5c2c2; font-weight: bold; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 .grid { display: flex; flex-wrap: wrap; gap: 1em; } .grid figure { flex: 1 1 320px; max-width: 380px; }
 .note { color: #555; font-size: 0.92em; }
