@@ -202,7 +202,7 @@ def base_comparison(qb) -> dict[str, dict]:
 
 def render_base_table(comparison: dict[str, dict]) -> str:
     """The same-job comparison as Markdown (empty without a base)."""
-    from qbench.report.tables import format_value
+    from qbench.report.tables import format_base_ratio, format_value
 
     if not comparison:
         return ""
@@ -212,8 +212,7 @@ def render_base_table(comparison: dict[str, dict]) -> str:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for variant, c in comparison.items():
-        ci = c.get("ratio_ci") or [None, None]
-        ratio = format_value(c.get("ratio"), ".3f") + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci[0] is not None else "")
+        ratio = format_base_ratio(c)
         oks = [c[k] for k in ("latency_ok", "accuracy_ok") if k in c]
         verdict = c["failure"] if "failure" in c else ("ok" if all(oks) else "REGRESSED")
         lines.append(

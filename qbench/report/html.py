@@ -16,7 +16,7 @@ from pathlib import Path
 
 from qbench.core.fsutil import atomic_write_text
 from qbench.report import plots
-from qbench.report.tables import format_interval, format_value
+from qbench.report.tables import format_base_ratio, format_interval, format_value
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
@@ -128,8 +128,7 @@ def _gate_section(gate: dict | None) -> str:
         out.append("<table><tr><th>Variant</th><th>Base p10 [ms]</th><th>Candidate p10 [ms]</th><th>Ratio (95% CI)</th>")
         out.append("<th>Base accuracy</th><th>Candidate accuracy</th></tr>")
         for variant, c in comparison.items():
-            ci = c.get("ratio_ci") or [None, None]
-            ratio = format_value(c.get("ratio"), ".3f") + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci[0] is not None else "")
+            ratio = format_base_ratio(c)
             bad = "failure" in c or not all(c.get(k, True) for k in ("latency_ok", "accuracy_ok"))
             cells = [
                 format_value(c.get("base_p10_ms"), ".3f"),

@@ -91,6 +91,12 @@ def format_interval(row: dict, key: str, spec: str) -> str:
     return "" if lo is None else f" ({format(lo, spec)}-{format(hi, spec)})"
 
 
+def format_base_ratio(comparison: dict) -> str:
+    """A same-job comparison's candidate/base ratio with its 95 % interval, ``1.323 (1.304-1.336)`` (or ``n/a``)."""
+    low, high = comparison.get("ratio_ci") or (None, None)
+    return format_value(comparison.get("ratio"), ".3f") + ("" if low is None else f" ({low:.3f}-{high:.3f})")
+
+
 def render_markdown(rows: list[dict]) -> str:
     header = [
         "Variant",
