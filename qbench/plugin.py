@@ -20,13 +20,16 @@ SESSION_KEY = pytest.StashKey[object]()
 FATAL_KEY = pytest.StashKey[str]()
 BASE_KEY = pytest.StashKey[object]()
 REPORTED_KEY = pytest.StashKey[dict]()  # a failure's one line -> the test that reported it first
+FLEET_KEY = pytest.StashKey[tuple]()  # (scheduler address, timeout) of --qbench-fleet
+FLEET_RESULT_KEY = pytest.StashKey[dict]()  # the merged fleet summary
 
 
 def _all_options():
     from qbench.config import OPTIONS
+    from qbench.fleet.options import FLEET_OPTIONS
     from qbench.gate.verdicts import GATE_OPTIONS
 
-    return [*OPTIONS, *GATE_OPTIONS]
+    return [*OPTIONS, *GATE_OPTIONS, *FLEET_OPTIONS]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +60,11 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings_from_options(option)
         gate = config.stash[GATE_KEY] = gate_settings(option, settings.variants, settings.seed)
         config.stash[BASE_KEY] = resolve(gate.base, gate.base_model, config.invocation_params.dir)
+        if option("fleet"):
+            timeout = float(option("fleet-timeout") or 3600.0)
+            if timeout <= 0:
+                raise QBenchError(f"--qbench-fleet-timeout must be above 0 seconds, got {timeout:g}")
+            config.stash[FLEET_KEY] = (option("fleet"), timeout)
     except QBenchError as exc:
         raise pytest.UsageError(f"qbench: {ini_message(str(exc), options, from_cli, config.getini, config.inipath)}") from None
     config.stash[SETTINGS_KEY] = settings
@@ -253,6 +261,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session):
+    """``--qbench-fleet``: the benchmark runs on the fleet's machines (:mod:`qbench.fleet`), not in this process."""
+    fleet = session.config.stash.get(FLEET_KEY, None)
+    if fleet is None or session.testsfailed:
+        return None  # a local run (or collection errors, which pytest's own loop reports)
+    from qbench.fleet.driver import forwarded_args, run_fleet
+
+    params = session.config.invocation_params
+    args, files = forwarded_args(list(params.args), params.dir, session.config.rootpath)
+    try:
+        merged = run_fleet(fleet[0], fleet[1], session.config.stash[SETTINGS_KEY], args, files, make_progress(session.config))
+    except QBenchError as exc:
+        session.config.stash[FATAL_KEY] = str(exc)
+        make_progress(session.config)(f"qbench: {exc}")
+        return True
+    session.config.stash[FLEET_RESULT_KEY] = merged
+    session.testsfailed += sum(m["status"] != "measured" or m["gate_passed"] is False for m in merged["machines"])
+    return True
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus):
     """First: a failed run stores no baseline (before pytest-benchmark saves).  Last: stop the workers."""
@@ -308,7 +337,23 @@ def reference_notes(session) -> list[str]:
     return notes
 
 
+def _fleet_summary(terminalreporter, merged: dict) -> None:
+    from qbench.fleet.merged_report import machine_line, render_markdown
+
+    terminalreporter.section("qbench fleet summary")
+    for line in render_markdown(merged).splitlines():
+        terminalreporter.write_line(line)
+    for m in merged["machines"]:
+        bad = m["status"] != "measured" or m["gate_passed"] is False
+        terminalreporter.write_line(f"qbench fleet: {machine_line(m)}", red=bad, green=not bad)
+    terminalreporter.write_line(f"fleet report (and each machine's own) written to {merged['path']}/index.html")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    merged = config.stash.get(FLEET_RESULT_KEY, None)
+    if merged is not None:
+        _fleet_summary(terminalreporter, merged)
+        return
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not any(r.accuracy is not None or r.latency or r.failure for r in session.results.values()):
         return  # nothing measured (e.g. only spec tests ran): keep the last full report
@@ -359,6 +404,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             session.layer_error_rows,
         )
         page = write_page(session, rows, notes, names, gate_page(session, gate_lines))
+        from qbench.report.raw import write_measurements
+
+        write_measurements(session.settings.reports, session.evaluated, session.campaigns.samples(), session.environment())
     except OSError as exc:
         terminalreporter.write_line(f"qbench: could not write the report: {exc}", red=True)
         return

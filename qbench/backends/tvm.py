@@ -212,6 +212,7 @@ def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
             database_digest(database_dirs(ctx.settings.build_dir)),
         ),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
+        target_specific=True,  # compiled by LLVM for this CPU: a fleet compiles it on each machine
         **kw,
     )
 

@@ -45,7 +45,7 @@ window.addEventListener("load", function () {
 """
 
 
-def _img(path: Path | None, alt: str) -> str:
+def embedded_figure(path: Path | None, alt: str) -> str:
     if path is None:
         return ""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
@@ -168,7 +168,7 @@ def write_html_report(
     def figure(path: Path | None, alt: str) -> str:
         if path is not None:
             drawn.add(Path(path).name)
-        return _img(path, alt)
+        return embedded_figure(path, alt)
 
     parts = [f"<h1>{html.escape(title)}</h1>", _gate_section(gate)]
     parts.append("<h2>Accuracy, latency and size</h2>")

@@ -213,3 +213,37 @@ def layer_snr(layers_by_variant: dict[str, list[dict]], out: Path, worst: int = 
         ax.set_title(f"{variant}: {len(shown)} lowest of {len(layers)} tensors")
         ax.grid(True, axis="x", alpha=0.3)
     return _save(fig, out)
+
+
+def latency_per_machine(cells: dict[str, dict[str, dict]], machines: dict[str, str], out: Path) -> Path | None:
+    """Grouped bars: each variant's median end-to-end latency on each machine, with its 95 % interval (log scale).
+
+    ``cells[variant][machine]`` holds ``median_ms``, ``ci_ms`` (low, high) or nothing for a machine without a
+    figure; ``machines`` maps each machine's key to its legend label.
+    """
+    variants = [v for v in cells if any(cells[v].get(m, {}).get("median_ms") for m in machines)]
+    if not variants or not machines:
+        return None
+    plt = _pyplot()
+    width = 0.8 / len(machines)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(variants) * max(1, len(machines)) ** 0.5 + 2), 4.2))
+    for i, (machine, label) in enumerate(machines.items()):
+        xs, ys, lo, hi = [], [], [], []
+        for j, variant in enumerate(variants):
+            cell = cells[variant].get(machine, {})
+            if not cell.get("median_ms"):
+                continue
+            low, high = cell.get("ci_ms") or (cell["median_ms"], cell["median_ms"])
+            xs.append(j - 0.4 + width * (i + 0.5))
+            ys.append(cell["median_ms"])
+            lo.append(cell["median_ms"] - low)
+            hi.append(high - cell["median_ms"])
+        ax.bar(xs, ys, width=width * 0.95, label=label, yerr=[lo, hi], capsize=2)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(variants)))
+    ax.set_xticklabels(variants, rotation=30, ha="right")
+    ax.set_ylabel("median end-to-end latency [ms] (log)")
+    ax.set_title("Each variant's latency per machine (95 % interval)")
+    ax.legend(fontsize="small", title="machine")
+    ax.grid(axis="y", alpha=0.3, which="both")
+    return _save(fig, out)
