@@ -275,7 +275,11 @@ def pytest_runtestloop(session: pytest.Session):
         merged = run_fleet(fleet[0], fleet[1], session.config.stash[SETTINGS_KEY], args, files, make_progress(session.config))
     except QBenchError as exc:
         session.config.stash[FATAL_KEY] = str(exc)
-        make_progress(session.config)(f"qbench: {exc}")
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"qbench: {exc}", red=True)
+        else:
+            print(f"qbench: {exc}", file=sys.stderr)
         return True
     session.config.stash[FLEET_RESULT_KEY] = merged
     session.testsfailed += sum(m["status"] != "measured" or m["gate_passed"] is False for m in merged["machines"])

@@ -9,6 +9,7 @@ options and calls the packages below (the import-linter contract in
 * ``tune``               tune the TVM variants' kernels for this CPU (:mod:`qbench.cli.tune`)
 * ``retrain-reference``  retrain the committed reference model (:mod:`qbench.cli.retrain_reference`)
 * ``kenning-sized``      a Kenning-sized model and a Pet-shaped tree (:mod:`qbench.cli.kenning_sized`)
+* ``fleet``              the benchmark on every worker of a Dask scheduler (:mod:`qbench.cli.fleet`)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ COMMANDS = {
     "tune": "qbench.cli.tune",
     "retrain-reference": "qbench.cli.retrain_reference",
     "kenning-sized": "qbench.cli.kenning_sized",
+    "fleet": "qbench.cli.fleet",
 }
 
 
