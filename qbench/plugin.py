@@ -282,7 +282,7 @@ def pytest_runtestloop(session: pytest.Session):
             print(f"qbench: {exc}", file=sys.stderr)
         return True
     session.config.stash[FLEET_RESULT_KEY] = merged
-    session.testsfailed += sum(m["status"] != "measured" or m["gate_passed"] is False for m in merged["machines"])
+    session.testsfailed += sum(not m["passed"] for m in merged["machines"])
     return True
 
 
@@ -348,7 +348,7 @@ def _fleet_summary(terminalreporter, merged: dict) -> None:
     for line in render_markdown(merged).splitlines():
         terminalreporter.write_line(line)
     for m in merged["machines"]:
-        bad = m["status"] != "measured" or m["gate_passed"] is False
+        bad = not m["passed"]
         terminalreporter.write_line(f"qbench fleet: {machine_line(m)}", red=bad, green=not bad)
     terminalreporter.write_line(f"fleet report (and each machine's own) written to {merged['path']}/index.html")
 

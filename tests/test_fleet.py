@@ -96,7 +96,14 @@ def test_the_merged_report_says_what_happened_to_each_machine(tmp_path):
         gate["verdicts"] = [{"variant": "native", "ok": ok, "line": "native: p10 latency 1.0x base"}]
         files = {"summary.json": json.dumps(summary).encode(), "gate.json": json.dumps(gate).encode()}
         files = files if status == "measured" else {}
-        return {"name": name, "status": status, "why": why, "machine_id": f"id-{name}", "files": files}
+        return {
+            "name": name,
+            "status": status,
+            "why": why,
+            "machine_id": f"id-{name}",
+            "files": files,
+            "exit_code": 0 if ok else 1,
+        }
 
     out = tmp_path / "fleet"
     out.mkdir()
@@ -205,7 +212,7 @@ def test_the_fleet_merges_every_machine_every_variant_and_each_machines_own_verd
     assert merged["variants"] == list(VARIANTS)
     for name in ("alpha", "beta"):
         m = machines[name]
-        assert m["status"] == "measured" and m["gate_passed"] is True, (m, out[-3000:])
+        assert m["status"] == "measured" and m["passed"] and m["gate_passed"] is True, (m, out[-3000:])
         assert m["gate_mode"].startswith("same-job base"), m  # gated against its own base, measured on that machine
         assert m["machine_id"] and m["isa_class"] and m["host"]
         own = fleet / "machines" / m["key"]

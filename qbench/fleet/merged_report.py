@@ -83,6 +83,8 @@ def merge(outcomes: list[dict], driver: dict) -> dict:
                 "ended": outcome.get("ended"),
                 "waited_s": outcome.get("waited_s"),
                 "exit_code": outcome.get("exit_code"),
+                # the machine's own pytest verdict: its accuracy floors, checks and gate (exit 0), not only gate.json
+                "passed": outcome["status"] == "measured" and outcome.get("exit_code") == 0,
                 "gate": (gate or {}).get("verdict"),
                 "gate_mode": (gate or {}).get("mode"),
                 "gate_passed": (gate or {}).get("passed"),
@@ -99,8 +101,8 @@ def merge(outcomes: list[dict], driver: dict) -> dict:
 
 
 def passed(merged: dict) -> bool:
-    """Every machine measured, and no machine's gate failed."""
-    return all(m["status"] == "measured" and m["gate_passed"] is not False for m in merged["machines"])
+    """Every machine measured, and every machine's own run passed (its floors, checks and gate)."""
+    return all(m["passed"] for m in merged["machines"])
 
 
 def _format_cell(cell: dict | None) -> str:
@@ -126,7 +128,8 @@ def machine_line(m: dict) -> str:
     if m["status"] != "measured":
         return f"{head}: {m['why']}"
     took = f", measured {m['ended'] - m['started']:.0f} s" if m.get("started") else ""
-    return f"{head}{took}: {m['gate'] or 'no gate verdict'}"
+    failed = "" if m["passed"] else f"its run FAILED (pytest exit {m['exit_code']}); "
+    return f"{head}{took}: {failed}{m['gate'] or 'no gate verdict'}"
 
 
 def render_markdown(merged: dict) -> str:
@@ -164,11 +167,7 @@ def _html_page(merged: dict, figure: Path | None) -> str:
         f"<td class='{'ok' if by_key[k]['status'] == 'measured' else 'bad'}'>{html.escape(by_key[k]['status'])}</td>"
         for k in keys
     )
-    items = "".join(
-        f"<li class='{'' if m['status'] == 'measured' and m['gate_passed'] is not False else 'bad'}'>"
-        f"{html.escape(machine_line(m))}</li>"
-        for m in merged["machines"]
-    )
+    items = "".join(f"<li class='{'' if m['passed'] else 'bad'}'>{html.escape(machine_line(m))}</li>" for m in merged["machines"])
     ok = passed(merged)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>qbench fleet report</title>"
