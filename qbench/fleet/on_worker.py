@@ -173,6 +173,9 @@ def measure_here(job: dict, bundle: dict) -> dict:
     started = ended = None
     busy = f"waiting: another qbench run is measuring on {out['host']}"
     with _host_lock(Path(tempfile.gettempdir()) / HOST_LOCK, wanted, lambda: say(busy)) as held:
+        why = difference(job["identity"], identity()) if held else None  # the checkout may have changed while it waited
+        if why is not None:
+            return out | {"status": "refused", "why": f"refused: {why}"}
         if held:
             started = time.time()
             say(f"measuring on {out['host']} (worker pid {out['pid']}, {out['machine_id']})")
