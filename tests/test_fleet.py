@@ -1,6 +1,6 @@
 """The fleet (``--qbench-fleet``): a Dask scheduler and workers on 127.0.0.1, one worker killed mid-run, faults.
 
-The cluster is real (a ``LocalCluster`` scheduler and ``dask worker``
+The cluster is real (a ``LocalCluster`` scheduler and ``qbench fleet-worker``
 processes, as on real machines), bound to 127.0.0.1 only, started and
 stopped inside this module.  All workers share this one machine, so the
 host-wide lock serialises their runs: the test checks that from their
@@ -143,8 +143,9 @@ def cluster(tmp_path_factory):
         assert address.startswith("tcp://127.0.0.1:"), address
         workers = {}
         for name in WORKERS:
-            cmd = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--name", name, "--nthreads", "1"]
-            cmd += ["--resources", "qbench=1", "--host", "127.0.0.1", "--no-nanny", "--no-dashboard"]
+            # what docs/fleet.md tells a machine to run: dask worker, one thread, the qbench resource, quiet settings
+            cmd = [sys.executable, "-m", "qbench.cli", "fleet-worker", address, "--name", name]
+            cmd += ["--host", "127.0.0.1", "--no-nanny"]
             log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed when the worker is stopped below
             workers[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log)
         with Client(address, set_as_default=False) as client:

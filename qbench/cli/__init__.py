@@ -10,6 +10,7 @@ options and calls the packages below (the import-linter contract in
 * ``retrain-reference``  retrain the committed reference model (:mod:`qbench.cli.retrain_reference`)
 * ``kenning-sized``      a Kenning-sized model and a Pet-shaped tree (:mod:`qbench.cli.kenning_sized`)
 * ``fleet``              the benchmark on every worker of a Dask scheduler (:mod:`qbench.cli.fleet`)
+* ``fleet-worker``       this machine's quiet Dask worker for the fleet (:mod:`qbench.cli.fleet_worker`)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = {
     "retrain-reference": "qbench.cli.retrain_reference",
     "kenning-sized": "qbench.cli.kenning_sized",
     "fleet": "qbench.cli.fleet",
+    "fleet-worker": "qbench.cli.fleet_worker",
 }
 
 

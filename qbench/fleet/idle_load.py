@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from qbench.fleet.identity import checkout_root
+from qbench.fleet.quiet_worker import quiet_env, worker_command
 
 
 def _native_median(build: str, report: Path, extra: list[str]) -> float:
@@ -36,7 +37,7 @@ def _native_median(build: str, report: Path, extra: list[str]) -> float:
     return next(r["median_latency_ms"] for r in rows if r["variant"] == "native")
 
 
-def _idle_worker(tmp: Path) -> list[subprocess.Popen]:
+def _idle_worker(tmp: Path, quiet_worker: bool) -> list[subprocess.Popen]:
     """An idle scheduler and worker on 127.0.0.1, registered before it returns."""
     from distributed import Client
 
@@ -45,11 +46,11 @@ def _idle_worker(tmp: Path) -> list[subprocess.Popen]:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     sched = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
     procs = [subprocess.Popen([*sched, "--no-dashboard", "--scheduler-file", str(info)], **quiet)]
-    while not info.exists():
+    while not info.exists() or not info.read_text().strip():
         time.sleep(0.2)
-    worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(info), "--name", "idle"]
-    worker += ["--nthreads", "1", "--resources", "qbench=1", "--host", "127.0.0.1", "--no-dashboard"]
-    procs.append(subprocess.Popen(worker, **quiet))
+    address = json.loads(info.read_text())["address"]
+    worker = worker_command(address, ["--name", "idle", "--host", "127.0.0.1"])
+    procs.append(subprocess.Popen(worker, env=quiet_env() if quiet_worker else None, **quiet))
     with Client(scheduler_file=str(info), set_as_default=False) as client:
         client.wait_for_workers(1, timeout=60)
     time.sleep(2.0)  # past start-up, into the idle steady state
@@ -60,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qbench.fleet.idle_load", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs with and runs without the idle worker (default 5 each)")
     parser.add_argument("--build-dir", default="build", help="the build dir (warm it first: pytest benchmarks)")
+    parser.add_argument(
+        "--dask-defaults", action="store_true", help="a plain dask worker, not qbench fleet-worker's quiet settings"
+    )
     parser.add_argument("pytest_args", nargs="*", help="more pytest options for each timing run (after --)")
     args = parser.parse_args(argv)
     medians: dict[bool, list[float]] = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             for with_worker in (False, True) if i % 2 == 0 else (True, False):
-                procs = _idle_worker(Path(tmp)) if with_worker else []
+                procs = _idle_worker(Path(tmp), not args.dask_defaults) if with_worker else []
                 try:
                     median = _native_median(args.build_dir, Path(tmp) / "report", args.pytest_args)
                 finally:
@@ -76,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 medians[with_worker].append(median)
                 print(f"run {i + 1} {'with   ' if with_worker else 'without'} an idle Dask worker: native median {median:.4f} ms")
     with_, without = statistics.median(medians[True]), statistics.median(medians[False])
+    kind = "plain dask worker (Dask's defaults)" if args.dask_defaults else "qbench fleet-worker (quiet settings)"
     print(
-        f"native median over {args.runs} runs each: {with_:.4f} ms with an idle worker, {without:.4f} ms without; "
+        f"{kind}: native median over {args.runs} runs each: {with_:.4f} ms with an idle worker, {without:.4f} ms without; "
         f"ratio {with_ / without:.3f} (range of the runs: with {min(medians[True]):.4f}-{max(medians[True]):.4f}, "
         f"without {min(medians[False]):.4f}-{max(medians[False]):.4f} ms)"
     )
