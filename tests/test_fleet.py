@@ -130,6 +130,30 @@ def test_an_unreachable_scheduler_is_one_line_and_a_usage_error():
 # ---- a real cluster on 127.0.0.1 --------------------------------------------------------------------------------
 
 
+def _listening_addresses(pids) -> set[str]:
+    """Local IPv4/IPv6 addresses of the LISTEN sockets the processes ``pids`` hold (from /proc, no tools needed)."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                hex_ip = fields[1].split(":")[0]
+                if len(hex_ip) == 8:
+                    found.add(".".join(str(int(hex_ip[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+                else:
+                    found.add("ipv6:" + hex_ip)
+    return found
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A scheduler (LocalCluster, no workers of its own) and three ``dask worker`` processes offering ``qbench``."""
@@ -152,6 +176,8 @@ def cluster(tmp_path_factory):
             client.wait_for_workers(len(WORKERS), timeout=120)
             listening = {w["host"] for w in client.scheduler_info(n_workers=-1)["workers"].values()}
         assert listening == {"127.0.0.1"}
+        # nothing the test started listens on any other address (scheduler in this process, the workers)
+        assert _listening_addresses([os.getpid(), *(p.pid for p, _ in workers.values())]) == {"127.0.0.1"}
         try:
             yield {"address": address, "home": home, "env": env, "workers": workers}
         finally:

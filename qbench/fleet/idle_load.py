@@ -80,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
                 medians[with_worker].append(median)
                 print(f"run {i + 1} {'with   ' if with_worker else 'without'} an idle Dask worker: native median {median:.4f} ms")
     with_, without = statistics.median(medians[True]), statistics.median(medians[False])
+    pairs = [w / wo for w, wo in zip(medians[True], medians[False], strict=True)]  # run i's two, measured back to back
     kind = "plain dask worker (Dask's defaults)" if args.dask_defaults else "qbench fleet-worker (quiet settings)"
     print(
         f"{kind}: native median over {args.runs} runs each: {with_:.4f} ms with an idle worker, {without:.4f} ms without; "
         f"ratio {with_ / without:.3f} (range of the runs: with {min(medians[True]):.4f}-{max(medians[True]):.4f}, "
-        f"without {min(medians[False]):.4f}-{max(medians[False]):.4f} ms)"
+        f"without {min(medians[False]):.4f}-{max(medians[False]):.4f} ms); paired ratios (with/without, run by run) "
+        f"{', '.join(f'{r:.3f}' for r in pairs)}, median {statistics.median(pairs):.3f}"
     )
     return 0
 
