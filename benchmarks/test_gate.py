@@ -6,6 +6,11 @@ both checks pair each variant with its base twin measured in this run:
 * accuracy: exact McNemar on the images where candidate and base disagree;
 * latency: the paired interval of candidate/base over the same interleaved rounds.
 
+Peak memory (:mod:`qbench.measure.costs`) is gated like accuracy: against the
+base twin's, measured in a fresh worker of its own, or against the stored run's
+(``extra_info["peak_mib"]``); a regression is above ``--qbench-memory-threshold``
+times it (default 1.1) and at least 1 MiB more.
+
 Without one, accuracy is gated against the stored per-image predictions of
 this model and split (recorded on the same kind of CPU), and latency against
 this machine's stored run (``--benchmark-compare``, filed under its
@@ -19,9 +24,19 @@ from __future__ import annotations
 
 import pytest
 
+from qbench.core.errors import QBenchError
 from qbench.core.stats import block_sketches
 from qbench.gate import stored as portable_baseline
-from qbench.gate.verdicts import accuracy_verdict, base_latency_verdict, confirmed, latency_verdict, stored_sketch
+from qbench.gate.verdicts import (
+    STORED_RUN,
+    accuracy_verdict,
+    base_latency_verdict,
+    confirmed,
+    latency_verdict,
+    memory_verdict,
+    stored_extra,
+    stored_sketch,
+)
 
 
 def _judge(qbench, verdict) -> None:
@@ -73,3 +88,25 @@ def test_latency_gate(qbench, qbench_gate, variant, pytestconfig):
         return latency_verdict(variant, current, stored[0], gate.threshold, gate.confidence)
 
     _judge(qbench, confirmed(stored_verdict))
+
+
+def test_memory_gate(qbench, qbench_gate, qbench_settings, variant, qbench_evaluation, pytestconfig):
+    gate = qbench_gate
+    current = qbench.costs(variant)
+    if current is None or current.get("peak_mib") is None:
+        pytest.skip(f"{variant}: memory not gated: not measured (--qbench-cost-samples 0, or no /proc/self/status)")
+    if qbench.base is not None:
+        try:
+            base = qbench.base_costs(variant)
+        except QBenchError as exc:
+            pytest.skip(f"{variant}: memory not gated: {exc}")
+        label, mode = qbench.base.label, qbench.base.spec.mode
+        _judge(qbench, memory_verdict(variant, current, base, gate.memory_threshold, mode, label))
+        return
+    bs = getattr(pytestconfig, "_benchmarksession", None)
+    name = f"benchmarks/test_latency.py::test_latency[{variant}]"
+    stored, spread = stored_extra(bs, name, "peak_mib"), stored_extra(bs, name, "peak_mib_range")
+    if stored is None:
+        pytest.skip(f"{variant}: memory not gated: no --qbench-base and no stored run with memory figures for this machine")
+    baseline = {"peak_mib": stored[0], "peak_mib_range": spread[0] if spread else None}
+    _judge(qbench, memory_verdict(variant, current, baseline, gate.memory_threshold, STORED_RUN, "the stored run"))

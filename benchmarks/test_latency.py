@@ -54,6 +54,8 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation,
     figures, invoke = latency_figures(blocks), latency_figures(invoke_blocks)
     assert np.all(np.concatenate(invoke_blocks) <= samples)  # invoke is timed inside each end-to-end call
     # the block sketch is what a later --benchmark-compare gates against (qbench.gate.verdicts)
+    costs = qbench.results[variant].costs  # load time, first call, memory (benchmarks/test_costs.py)
+    benchmark.extra_info.update({k: v for k, v in (costs or {}).items()})
     benchmark.extra_info["qbench_sketch_us"] = np.round(figures["sketch"] * 1e6, 3).tolist()
     benchmark.extra_info.update({f"{k}_ms": round(v * 1e3, 5) for k, v in figures.items() if k != "sketch"})
     for phase, figs in (("end_to_end", figures), ("invoke", invoke)):

@@ -37,6 +37,7 @@ class Profile:
     # the calibration study's sweep (fractions of the train split), after the dl-in-iot quantization lab
     calibration_fractions: tuple[float, ...] = (0.01, 0.08, 0.3, 0.8)
     qat_epochs: int = 2  # quantization-aware fine-tuning of tflite-int8-qat
+    cost_samples: int = 3  # fresh workers each variant's load time, first call and memory are measured in
 
 
 PROFILES = {
@@ -66,6 +67,7 @@ PROFILES = {
         agreement_examples=8,
         calibration_fractions=(0.05, 0.5),
         qat_epochs=1,
+        cost_samples=1,
     ),
 }
 
@@ -106,6 +108,7 @@ class Settings:
         default_factory=lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
     calibration_fractions: tuple[float, ...] | None = None
+    cost_samples: int | None = None
     options: dict = field(default_factory=dict, compare=False, repr=False)  # as given to make_settings
 
     @property
@@ -116,6 +119,11 @@ class Settings:
     def study_fractions(self) -> tuple[float, ...]:
         """The calibration study's fractions (empty: no study)."""
         return self.profile.calibration_fractions if self.calibration_fractions is None else self.calibration_fractions
+
+    @property
+    def n_cost_samples(self) -> int:
+        """Fresh workers per variant for load time, first call and memory (0: not measured)."""
+        return self.profile.cost_samples if self.cost_samples is None else self.cost_samples
 
     @property
     def accuracy_floor(self) -> float:
@@ -207,6 +215,13 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
         None,
         "the calibration study's fractions of the train split, comma-separated, or none "
         "(default: 0.01,0.08,0.3,0.8; smoke profile 0.05,0.5); a one-class calibration and a balanced one of its size are added",
+    ),
+    (
+        "cost-samples",
+        int,
+        None,
+        "fresh worker processes each variant's load time, first call and peak memory are measured in "
+        "(default 3: the variant's own worker and two more; smoke profile 1; 0: not measured)",
     ),
 ]
 
@@ -314,6 +329,7 @@ def make_settings(
     max_drop: float | None = None,
     threads: int | None = None,
     calibration_fractions: str | None = None,
+    cost_samples: int | None = None,
 ) -> Settings:
     """Validate user options; every problem becomes one :class:`QBenchError` sentence."""
     if dataset not in DATASETS:
@@ -348,6 +364,8 @@ def make_settings(
     if threads is not None and threads < 1:
         raise QBenchError(f"--qbench-threads must be at least 1, got {threads}")
     fractions = parse_fractions(calibration_fractions)
+    if cost_samples is not None and cost_samples < 0:
+        raise QBenchError(f"--qbench-cost-samples must be 0 or more, got {cost_samples}")
     options = dict(
         dataset=dataset,
         dataset_root=dataset_root,
@@ -365,6 +383,7 @@ def make_settings(
         max_drop=max_drop,
         **({"threads": int(threads)} if threads is not None else {}),
         calibration_fractions=calibration_fractions,
+        cost_samples=cost_samples,
     )
     return Settings(
         options=options,
@@ -384,4 +403,5 @@ def make_settings(
         max_drop=max_drop,
         **({"threads": int(threads)} if threads is not None else {}),
         calibration_fractions=fractions,
+        cost_samples=cost_samples,
     )

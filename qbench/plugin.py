@@ -375,6 +375,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line(line)
     for note in notes:
         terminalreporter.write_line(note)
+    from qbench.report.tables import COSTS_NOTE, render_costs
+
+    costs_table = render_costs(rows)
+    for line in costs_table.splitlines() + ([COSTS_NOTE] if costs_table else []):
+        terminalreporter.write_line(line)
     from qbench.report.tables import study_sections
 
     for line in study_sections(session.calibration_rows, session.layer_error_rows).splitlines():

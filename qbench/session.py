@@ -63,6 +63,7 @@ class QBenchSession:
         self._artifacts: dict = {}
         self._runners: dict = {}
         self._evaluations: dict[str, Evaluation] = {}
+        self._cost_samples: dict[str, list[dict]] = {}  # variant -> one dict per worker (qbench.measure.costs.sample)
         self.campaigns = Campaigns()  # the interleaved latency campaigns (qbench.measure.campaign)
         self.failures: dict[str, QBenchError] = {}
         self.results: dict[str, VariantResult] = {}
@@ -154,15 +155,19 @@ class QBenchSession:
 
     def _load(self, variant: str, options: dict):
         art = self.artifact(variant)
-        return self.start_runner(variant, art.path, art.meta, options)
+        return self.start_runner(variant, art.path, art.meta, options, costs=not options)
 
-    def start_runner(self, variant: str, path, meta: dict, options: dict, track: bool = True):
-        """Load an artifact (in a worker when isolated); with ``track``, a crash marks ``variant`` failed."""
+    def start_runner(self, variant: str, path, meta: dict, options: dict, track: bool = True, costs: bool = False):
+        """Load an artifact (in a worker when isolated); with ``track``, a crash marks ``variant`` failed;
+        with ``costs``, the worker is also a sample of the variant's costs (:mod:`qbench.measure.costs`)."""
         if not self.isolate:
             return backends.get(variant).load(path, meta, self.settings.threads, **options)
         from qbench.measure.isolation import start_remote_runner
 
-        runner = start_remote_runner(variant, path, meta, self.settings.threads, options, self.worker_inputs())
+        costs = costs and self.settings.n_cost_samples > 0
+        hold = self.injections.memory.get(variant, 0.0)  # --qbench-inject-memory
+        inputs = self.worker_inputs()
+        runner = start_remote_runner(variant, path, meta, self.settings.threads, options, inputs, costs=costs, hold_mib=hold)
         if track and not options:  # a crash in any later step marks the variant failed
             runner.worker.on_crash = lambda crash: self._fail(variant, crash)
         return runner
@@ -170,7 +175,18 @@ class QBenchSession:
     def test_scores(self, runner) -> np.ndarray:
         if self.isolate:
             with runner.during("accuracy"):
-                return runner.evaluate()
+                if getattr(runner, "costs", None) is None:
+                    return runner.evaluate()
+                from qbench.measure import costs
+
+                scores, run = runner.evaluate_peak()
+                samples = self._cost_samples.setdefault(runner.variant, [])
+                samples.append(costs.sample(runner.costs, run))
+                self.results.setdefault(runner.variant, VariantResult(runner.variant)).costs = costs.summarize(samples)
+                held = self.injections.memory.get(runner.variant)
+                if held:
+                    self.progress(f"{runner.variant}: injected memory, {held:g} MiB held from load on")
+                return scores
         return runner.predict_many(self.test_inputs()[0])
 
     def worker_inputs(self) -> dict:
@@ -231,6 +247,37 @@ class QBenchSession:
             res.accuracy, res.metrics = ev.accuracy, metrics
             self.progress(f"{variant}: accuracy {ev.accuracy:.4f} on {len(y)} test images ({seconds:.1f}s)")
         return self._evaluations[variant]
+
+    def costs(self, variant: str) -> dict | None:
+        """Load time, first call and memory over ``--qbench-cost-samples`` fresh workers (None: not measured).
+
+        The variant's own worker is the first sample (taken when it was
+        evaluated); the others are fresh workers started, measured and
+        stopped one at a time, outside any latency campaign.
+        """
+        from qbench.measure import costs
+        from qbench.measure.isolation import start_remote_runner
+
+        wanted = self.settings.n_cost_samples if self.isolate else 0
+        if wanted <= 0:
+            return None
+        self.evaluation(variant)
+        samples = self._cost_samples.setdefault(variant, [])
+        art = self.artifact(variant)
+        while len(samples) < wanted:
+            hold = self.injections.memory.get(variant, 0.0)
+            inputs = self.worker_inputs()
+            threads = self.settings.threads
+            runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold)
+            try:
+                with runner.during("costs"):
+                    _scores, run = runner.evaluate_peak()
+                samples.append(costs.sample(runner.costs, run))
+            finally:
+                runner.close()
+        summary = costs.summarize(samples)
+        self.results.setdefault(variant, VariantResult(variant)).costs = summary
+        return summary
 
     # ---------------------------------------------------- calibration study
     def calibration_sets(self):
@@ -335,6 +382,10 @@ class QBenchSession:
         if blocks is None:
             raise self.base.failures.get(variant) or QBenchError(f"{variant}: {self.base.label}: no latency samples", fatal=False)
         return blocks
+
+    def base_costs(self, variant: str) -> dict:
+        """The base twin's load and peak memory in a fresh worker with the base's code (``--qbench-base``)."""
+        return self.base.peak_memory(variant, self.worker_inputs(), self.settings.n_cost_samples)
 
     def base_predictions(self, variant: str) -> np.ndarray:
         """The base twin's predicted labels on the test split (``--qbench-base``)."""

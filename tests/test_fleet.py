@@ -162,7 +162,7 @@ def cluster(tmp_path_factory):
     home = tmp_path_factory.mktemp("fleet-home")
     env = dict(os.environ, QBENCH_FLEET_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="2", PYTHONDONTWRITEBYTECODE="1")
     logs = tmp_path_factory.mktemp("fleet-logs")
-    with LocalCluster(n_workers=0, host="127.0.0.1", scheduler_port=0, dashboard_address=None, processes=True) as lc:
+    with LocalCluster(n_workers=0, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0", processes=True) as lc:
         address = lc.scheduler_address
         assert address.startswith("tcp://127.0.0.1:"), address
         workers = {}

@@ -105,7 +105,7 @@ def test_same_job_base_model_gates_the_candidate_against_its_twin(smoke_run, tmp
         f"--qbench-base-model={model}",
     )
     mode = f"same-job base model {model.resolve()}"
-    same = run_pytest(*common, "--qbench-latency-threshold=1.5")
+    same = run_pytest(*common, "--qbench-latency-threshold=1.5", "--qbench-memory-threshold=1.5")
     out = same.stdout + same.stderr
     assert same.returncode == 0, out[-3000:]
     assert f"qbench gate: PASS on machine {fingerprint.machine_id()}" in out
@@ -119,9 +119,20 @@ def test_same_job_base_model_gates_the_candidate_against_its_twin(smoke_run, tmp
     assert page.index("Gate: PASS") < page.index("Accuracy, latency and size")
     assert "tflite-int8: p10 latency" in page and mode in page
 
-    slowed = run_pytest(*common, "--qbench-inject-slowdown=tflite-int8=2")
+    assert f"peak memory of 2 against {mode}" in out  # and the twins' memory, each in a fresh worker
+
+    # a candidate-only slowdown, and 64 MiB more memory: each its own verdict line with both figures
+    slowed = run_pytest(
+        *common,
+        "--qbench-inject-slowdown=tflite-int8=2",
+        "--qbench-inject-memory=tflite-int8=64",
+        "--qbench-memory-threshold=1.5",
+    )  # native's peak spreads over 14 % in fresh smoke workers: the 1.5x keeps that out, 64 MiB is 14x
     out = slowed.stdout + slowed.stderr
     assert slowed.returncode == 1, out[-3000:]
     assert re.search(r"tflite-int8: slower: p10 latency [0-9.]+x base model .* in the same job \(95% CI", out)
-    assert "qbench gate: FAIL" in out and "1 failure(s): tflite-int8 latency" in out
+    line = r"tflite-int8: more memory: peak memory ([\d.]+) MiB, [\d.]+x base model \S+'s ([\d.]+) MiB, above 1.5x"
+    memory = re.findall(line, out)
+    assert memory and 60 <= float(memory[0][0]) - float(memory[0][1]) <= 68, (memory, out[-3000:])  # the 64 MiB, read back
+    assert "qbench gate: FAIL" in out and "2 failure(s): tflite-int8 latency, tflite-int8 memory" in out
     assert "Gate: FAIL" in (tmp_path / "report" / "index.html").read_text()

@@ -126,6 +126,9 @@ class Variant:
     is imported there (runtime switches that only work at start-up).
     ``timing_only`` marks what is timed in every run but is not a model
     (the harness floor): never selected, evaluated or gated.
+    ``runtime_modules`` are what ``load`` imports (TensorFlow, LiteRT, TVM):
+    a cost measurement (:mod:`qbench.measure.costs`) imports them first, so
+    their memory and time are the worker's baseline, not the variant's.
     ``target_specific`` marks an artifact compiled for a CPU (TVM's ``.so``):
     a fleet run (:mod:`qbench.fleet`) builds it on each machine and never
     ships the driver's.
@@ -145,6 +148,7 @@ class Variant:
     group: str | None = None  # a name that selects several variants at once (``--qbench-variants all,peers``)
     timing_only: bool = False
     target_specific: bool = False
+    runtime_modules: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict, compare=False)
     origin: str = field(default="", compare=False)  # importable module that registers it (set by register())
 

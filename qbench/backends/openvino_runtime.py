@@ -130,6 +130,7 @@ register(
         suffix=".ovzip",
         build=build_fp32,
         load=_load("openvino-fp32"),
+        runtime_modules=("openvino",),
         derives_from="tflite-fp32",
         cache_key=lambda _ctx: tuple(installed_versions(("openvino",)).items()),
         unavailable=requires_extra(("openvino",), "peers"),
@@ -145,6 +146,7 @@ register(
         suffix=".ovzip",
         build=build_int8,
         load=_load("openvino-int8"),
+        runtime_modules=("openvino",),
         derives_from="openvino-fp32",
         cache_key=lambda ctx: (
             tuple(installed_versions(("nncf",)).items()),

@@ -183,6 +183,9 @@ class LiteRTRunner(Runner):
         return self.invoke(np.ascontiguousarray(raw_input, dtype=self._in_dtype))
 
 
+LITERT_MODULES = ("ai_edge_litert.interpreter",)  # what a LiteRT load imports (Variant.runtime_modules)
+
+
 def load_litert(name: str):
     def load(path, meta, threads, kernels: str = "default", **_):
         return LiteRTRunner(path, name, threads, kernels)
@@ -219,6 +222,7 @@ register(
         suffix=".tflite",
         build=_build_float(convert_tflite_fp32),
         load=load_litert("tflite-fp32"),
+        runtime_modules=LITERT_MODULES,
         cache_key=_tf_version,
         lossless_tolerance=1e-3,
     )
@@ -230,6 +234,7 @@ register(
         suffix=".tflite",
         build=_build_float(convert_tflite_fp16),
         load=load_litert("tflite-fp16"),
+        runtime_modules=LITERT_MODULES,
         cache_key=_tf_version,
         lossless_tolerance=5e-2,  # float16 weights: 2.1e-2 seen on the smoke model, predictions identical
     )
@@ -241,6 +246,7 @@ register(
         suffix=".tflite",
         build=_build_float(convert_tflite_dynamic),
         load=load_litert("tflite-dynamic"),
+        runtime_modules=LITERT_MODULES,
         cache_key=_tf_version,
     )
 )
@@ -253,6 +259,7 @@ register(
         suffix=".tflite",
         build=_build_integer("int8"),
         load=load_litert("tflite-int8"),
+        runtime_modules=LITERT_MODULES,
         cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
     )
 )
@@ -263,6 +270,7 @@ register(
         suffix=".tflite",
         build=_build_integer("int16"),
         load=load_litert("tflite-int16x8"),
+        runtime_modules=LITERT_MODULES,
         cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
     )
 )

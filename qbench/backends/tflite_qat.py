@@ -18,7 +18,7 @@ from pathlib import Path
 
 from qbench.backends import register
 from qbench.backends.base import Variant
-from qbench.backends.tflite import convert_tflite_integer, load_litert, tflite_io_params
+from qbench.backends.tflite import LITERT_MODULES, convert_tflite_integer, load_litert, tflite_io_params
 
 LEARNING_RATE = 1e-4
 BATCH_SIZE = 32
@@ -79,6 +79,7 @@ register(
         suffix=".tflite",
         build=build_qat,
         load=load_litert("tflite-int8-qat"),
+        runtime_modules=LITERT_MODULES,
         cache_key=lambda ctx: (
             version("tensorflow"),
             version("tensorflow-model-optimization"),

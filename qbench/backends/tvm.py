@@ -213,6 +213,7 @@ def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
         ),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
         target_specific=True,  # compiled by LLVM for this CPU: a fleet compiles it on each machine
+        runtime_modules=("tvm", "tvm.relax"),
         **kw,
     )
 

@@ -45,7 +45,8 @@ def _idle_worker(tmp: Path, quiet_worker: bool) -> list[subprocess.Popen]:
     info.unlink(missing_ok=True)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     sched = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
-    procs = [subprocess.Popen([*sched, "--no-dashboard", "--scheduler-file", str(info)], **quiet)]
+    sched += ["--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(info)]
+    procs = [subprocess.Popen(sched, **quiet)]
     while not info.exists() or not info.read_text().strip():
         time.sleep(0.2)
     address = json.loads(info.read_text())["address"]

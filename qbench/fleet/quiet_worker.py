@@ -33,6 +33,18 @@ def quiet_env(base: dict | None = None) -> dict:
 
 
 def worker_command(scheduler: str, extra: list[str]) -> list[str]:
-    """``dask worker SCHEDULER`` with one thread, the ``qbench`` resource and no dashboard, then ``extra``."""
+    """``dask worker SCHEDULER`` with one thread, the ``qbench`` resource and no dashboard, then ``extra``.
+
+    Even without its dashboard a Dask worker serves HTTP (health, metrics) on
+    all interfaces; with ``--host H`` and no ``--dashboard-address`` of the
+    user's, that server binds ``H`` too, so a worker told to listen on one
+    address listens on no other.
+    """
     cmd = [sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nthreads", "1"]
-    return [*cmd, "--resources", "qbench=1", "--no-dashboard", *extra]
+    cmd += ["--resources", "qbench=1", "--no-dashboard"]
+    names = [a.split("=", 1)[0] for a in extra]
+    if "--host" in names and "--dashboard-address" not in names:
+        i = names.index("--host")
+        host = extra[i].split("=", 1)[1] if "=" in extra[i] else extra[i + 1]
+        cmd += ["--dashboard-address", f"{host}:0"]
+    return [*cmd, *extra]

@@ -37,7 +37,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qbench.core.errors import QBenchError
+from qbench.core.errors import QBenchError, one_line
 from qbench.core.fsutil import file_lock, stable_hash
 
 
@@ -301,6 +301,43 @@ class BaseTwins:
                 raise self.fail(variant, "accuracy", exc) from None
             self._predictions[variant] = np.argmax(scores, axis=1)
         return self._predictions[variant]
+
+    def peak_memory(self, variant: str, session_inputs: dict, samples: int = 1) -> dict:
+        """The twin's costs (:mod:`qbench.measure.costs`) in ``samples`` fresh workers with the base's code.
+
+        Raises a non-fatal :class:`QBenchError` if the base's worker cannot measure them (a revision from
+        before they existed); the memory gate then says so and skips, the twin's other checks stand.
+        """
+        from qbench.measure import costs
+        from qbench.measure.isolation import start_remote_runner
+
+        if variant in self.failures:
+            raise self.failures[variant]
+        entry = self.artifact(variant)
+        inputs = dict(session_inputs, preprocess=self.manifest()["preprocess"])
+        measured = []
+        for _ in range(max(1, samples)):
+            try:
+                runner = start_remote_runner(
+                    variant,
+                    Path(entry["path"]),
+                    entry["meta"],
+                    self.settings.threads,
+                    {},
+                    inputs,
+                    code_root=self.code_root,
+                    label=f"{variant} ({self.label}, memory)",
+                    costs=True,
+                )
+                try:
+                    with runner.during("memory"):
+                        _scores, run = runner.evaluate_peak()
+                finally:
+                    runner.close()
+            except QBenchError as exc:
+                raise QBenchError(f"{self.label} measures no memory ({one_line(exc, 160)})", fatal=False) from None
+            measured.append(costs.sample(runner.costs, run))
+        return costs.summarize(measured)
 
     def timer(self, variant: str, session_inputs: dict):
         runner = self.runner(variant, session_inputs)

@@ -143,10 +143,13 @@ def gate_summary_lines(qb, gate, machine_id: str) -> list[tuple[str, bool]]:
     failed = [v for v in verdicts if not v.ok]
     acc = [v for v in verdicts if v.check == "accuracy"]
     lat = [v for v in verdicts if v.check == "latency"]
+    mem = [v for v in verdicts if v.check == "memory"]
     parts = []
     if acc:
         against = ", ".join(sorted({v.against for v in acc}))
         parts.append(f"accuracy of {len(acc)} variant(s) against {against}")
+    if mem:
+        parts.append(f"peak memory of {len(mem)} against {', '.join(sorted({v.against for v in mem}))}")
     if lat:
         parts.append(f"latency of {len(lat)} against {latency_mode(qb)}")
     elif qb.base is not None:
@@ -185,6 +188,9 @@ def base_comparison(qb) -> dict[str, dict]:
                 "ratio_ci": [f.get("low"), f.get("high")],
                 "latency_ok": v.ok,
             }
+        elif check == "memory":
+            f = v.figures
+            row |= {"base_peak_mib": f["baseline_peak_mib"], "candidate_peak_mib": f["peak_mib"], "memory_ok": v.ok}
         else:
             f = v.figures
             row |= {

@@ -63,6 +63,13 @@ GATE_OPTIONS = [
         "twin measured in the same job, interleaved (e.g. origin/main, HEAD~1)",
     ),
     ("base-model", str, None, "PATH: a second model file as the same-job base (two models compared without git)"),
+    (
+        "memory-threshold",
+        float,
+        1.1,
+        "peak-memory regression threshold: current/baseline peak above it, and at least 1 MiB more (default 1.1)",
+    ),
+    ("inject-memory", "append", None, "VARIANT=MIB: make the variant's workers hold MIB more from load on (gate self-check)"),
     ("inject-slowdown", "append", None, "VARIANT=FACTOR: make the variant's timed calls FACTOR times slower (gate self-check)"),
     ("inject-error", "append", None, "VARIANT=FRACTION: make that fraction of its correct predictions wrong (gate self-check)"),
 ]
@@ -80,6 +87,7 @@ class GateSettings:
     injections: Injections = field(default_factory=Injections)
     base: str | None = None
     base_model: str | None = None
+    memory_threshold: float = 1.1
 
 
 def gate_settings(get, variants: tuple[str, ...], seed: int = 0) -> GateSettings:
@@ -94,8 +102,14 @@ def gate_settings(get, variants: tuple[str, ...], seed: int = 0) -> GateSettings
     injections = Injections(
         slowdown=parse_assignments(get("inject-slowdown"), "--qbench-inject-slowdown", 1.0, 100.0, variants),
         error=parse_assignments(get("inject-error"), "--qbench-inject-error", 0.0, 1.0, variants),
+        memory=parse_assignments(get("inject-memory"), "--qbench-inject-memory", 0.0, 65536.0, variants),
         seed=seed,
     )
+    memory_threshold = get("memory-threshold")
+    if memory_threshold is None:
+        memory_threshold = 1.1
+    if not memory_threshold > 1.0:
+        raise QBenchError(f"--qbench-memory-threshold must be above 1, got {memory_threshold}")
     spread = get("baseline-max-spread")
     if not spread > 1.0:
         raise QBenchError(f"--qbench-baseline-max-spread must be above 1, got {spread}")
@@ -110,6 +124,7 @@ def gate_settings(get, variants: tuple[str, ...], seed: int = 0) -> GateSettings
         injections,
         get("base") or None,
         get("base-model") or None,
+        float(memory_threshold),
     )
 
 
@@ -187,6 +202,43 @@ def base_latency_verdict(
     }
     what = f"p{GATE_QUANTILE} latency {point:.3f}x {label} in the same job ({confidence:.0%} CI {lo:.3f}-{hi:.3f}x)"
     return _judge_ratio(variant, what, lo, threshold, figures, mode)
+
+
+MEMORY_SLACK_MIB = 1.0  # below this, a difference in resident memory is page-level jitter, never a regression
+
+
+def _peak(costs: dict) -> tuple[float, float, float]:
+    """Median, lowest and highest peak (MiB) of a costs summary (:func:`qbench.measure.costs.summarize`)."""
+    low, high = costs.get("peak_mib_range") or (costs["peak_mib"], costs["peak_mib"])
+    return float(costs["peak_mib"]), float(low), float(high)
+
+
+def memory_verdict(variant: str, current: dict, baseline: dict, threshold: float, against: str, label: str) -> Verdict:
+    """Peak resident memory (:mod:`qbench.measure.costs`) against ``label``'s.
+
+    A regression is the candidate's *lowest* sample above ``threshold`` times the baseline's *highest* and at
+    least :data:`MEMORY_SLACK_MIB` more: native's peak spread over 40.3-46.1 MiB in five fresh workers of
+    the smoke model, so medians alone would cry wolf; with one sample each it is the plain comparison.
+    """
+    cur, cur_low, _ = _peak(current)
+    base, _, base_high = _peak(baseline)
+    ratio = cur / base if base > 0 else float("inf")
+    figures = {"peak_mib": cur, "baseline_peak_mib": base, "ratio": ratio, "threshold": threshold}
+    figures |= {"peak_mib_low": cur_low, "baseline_peak_mib_high": base_high}
+    ok = not (cur_low > threshold * base_high and cur_low - base_high >= MEMORY_SLACK_MIB)
+    what = f"peak memory {cur:.1f} MiB, {ratio:.2f}x {label}'s {base:.1f} MiB"
+    if ok:
+        return Verdict(variant, "memory", True, f"{variant}: {what}, not above {threshold:g}x", figures, against)
+    return Verdict(variant, "memory", False, f"{variant}: more memory: {what}, above {threshold:g}x", figures, against)
+
+
+def stored_extra(benchmark_session, fullname: str, key: str):
+    """``extra_info[key]`` of ``fullname`` in the run ``--benchmark-compare`` loaded, with its file; or ``None``."""
+    for path, mapping in (getattr(benchmark_session, "compared_mapping", None) or {}).items():
+        value = ((mapping.get(fullname) or {}).get("extra_info") or {}).get(key)
+        if value is not None:
+            return value, str(path)
+    return None
 
 
 def confirmed(verdict_of_campaign) -> Verdict:

@@ -9,7 +9,11 @@ correct test predictions (chosen by seed) become a wrong class; the scores
 stay a probability vector (the true class's score is swapped with the next
 class's).
 
-``qbench gatecheck`` uses both to measure the gate's false-alarm
+``--qbench-inject-memory VARIANT=MIB``: the variant's workers hold MIB more
+resident memory (written, so resident) from load on, so its load and peak
+memory read MIB higher (:mod:`qbench.measure.costs`).
+
+``qbench gatecheck`` uses the first two to measure the gate's false-alarm
 and detection rates.
 """
 
@@ -26,10 +30,11 @@ from qbench.core.errors import QBenchError
 class Injections:
     slowdown: dict[str, float] = field(default_factory=dict)  # variant -> factor >= 1
     error: dict[str, float] = field(default_factory=dict)  # variant -> fraction of correct predictions in [0, 1]
+    memory: dict[str, float] = field(default_factory=dict)  # variant -> MiB held from load on
     seed: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.slowdown or self.error)
+        return bool(self.slowdown or self.error or self.memory)
 
 
 def parse_assignments(items, option: str, low: float, high: float, known: tuple[str, ...]) -> dict[str, float]:

@@ -225,6 +225,7 @@ class RemoteRunner:
         self.output_qparams = info["output_qparams"]
         self.score_step = info.get("score_step")
         self.step = "run"
+        self.costs: dict | None = None  # set by start_remote_runner(costs=True)
 
     @contextlib.contextmanager
     def during(self, step: str):
@@ -252,6 +253,10 @@ class RemoteRunner:
     def invoke_many(self, qs):
         return self._call("invoke_many", qs)
 
+    def evaluate_peak(self):
+        """The test split's scores, and the worker's resident set before and peak during the run (KiB)."""
+        return self.worker.request(self.step, "evaluate_peak")
+
     def evaluate(self):
         """Float scores on the test split, computed in the worker from its own copy of the data."""
         return self.worker.request(self.step, "evaluate")
@@ -278,15 +283,23 @@ def start_remote_runner(
     session_inputs: dict,
     code_root: Path | None = None,
     label: str | None = None,
+    costs: bool = False,
+    hold_mib: float = 0.0,
 ) -> RemoteRunner:
     """A worker with ``variant`` loaded from ``path`` and the test split in memory.
 
     ``code_root``/``label``: the same-job base's twin, run with the base revision's code (:mod:`qbench.gate.base`).
+    ``costs``: also measure its import baseline, load time, resident set and first call (``RemoteRunner.costs``;
+    :mod:`qbench.measure.costs`).  ``hold_mib``: an injected memory regression (:mod:`qbench.measure.inject`).
     """
     from qbench import backends
 
     worker = Worker(label or variant, backends.get(variant).environment, code_root)
+    measured: dict = {}
     try:
+        if costs:
+            origins = backends.origins([variant])
+            measured["baseline"] = worker.request("load", "runtime_baseline", variant=variant, origins=origins)
         info = worker.request(
             "load",
             "load",
@@ -296,13 +309,20 @@ def start_remote_runner(
             threads=threads,
             options=options,
             origins=backends.origins([variant]),
+            **({"hold_mib": hold_mib} if hold_mib else {}),  # only when injected: a base revision's worker lacks it
         )
+        if costs:
+            measured["load"] = worker.request("load", "load_costs")
         worker.request("load", "test_inputs", **session_inputs)
+        if costs:
+            measured["first_call_s"] = worker.request("load", "first_call")
     except QBenchError:
         if worker.crash is None:
             worker.close()
         raise
-    return RemoteRunner(worker, info)
+    runner = RemoteRunner(worker, info)
+    runner.costs = measured or None
+    return runner
 
 
 def test_split_file(dataset, build_dir) -> tuple[str, int]:

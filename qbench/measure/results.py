@@ -35,3 +35,4 @@ class VariantResult:
     size_bytes: int | None = None
     latency: dict | None = None  # seconds: mean, median, min, stddev, rounds
     failure: str | None = None  # "crashed during accuracy (SIGABRT, signal 6)" and the like
+    costs: dict | None = None  # load time, first call, memory (qbench.measure.costs.summarize)

@@ -30,14 +30,64 @@ class WorkerState:
     def __init__(self):
         self.runner = None
         self.inputs = None
+        self.load_s = None
 
-    def load(self, variant, path, meta, threads, options, origins):
+    def runtime_baseline(self, variant, origins):
+        """Import what the variant's load imports, then read the resident set: the baseline of its costs
+        (a worker that loaded nothing), so Python's and the runtime's own imports are not the variant's."""
+        import importlib
+        import time
+
+        from qbench import backends
+        from qbench.core.memory import resident_kib
+
+        for origin in origins:
+            backends.import_origin(origin)
+        t0 = time.perf_counter()
+        for module in backends.get(variant).runtime_modules:
+            importlib.import_module(module)
+        return {"import_s": time.perf_counter() - t0, "rss_kib": resident_kib()}
+
+    def load(self, variant, path, meta, threads, options, origins, hold_mib=0.0):
+        """Load the artifact; ``hold_mib``: an injected memory regression (``--qbench-inject-memory``), held from here on."""
+        import time
+
         from qbench import backends
 
         for origin in origins:
             backends.import_origin(origin)
+        t0 = time.perf_counter()
         self.runner = backends.get(variant).load(Path(path), meta or {}, threads, **(options or {}))
+        if hold_mib:
+            import numpy as np
+
+            self._held = np.ones(int(hold_mib * (1 << 20)) // 8)  # written, so resident
+        self.load_s = time.perf_counter() - t0
         return self.runner.describe()
+
+    def load_costs(self):
+        """Seconds from the artifact on disk to a ready runner, and the resident set after it."""
+        from qbench.core.memory import resident_kib
+
+        return {"load_s": self.load_s, "rss_kib": resident_kib()}
+
+    def first_call(self):
+        """The first inference after load, alone (cold: caches, lazy allocations, JIT)."""
+        import time
+
+        t0 = time.perf_counter()
+        self.runner.predict(self.inputs[:1])
+        return time.perf_counter() - t0
+
+    def evaluate_peak(self):
+        """The test split's scores, the resident set just before and the resident peak while computing them
+        (``VmHWM`` after a reset); the test images are resident in both, so they cancel out."""
+        from qbench.core.memory import peak_kib, reset_peak, resident_kib
+
+        reset_peak()
+        before = resident_kib()
+        scores = self.runner.predict_many(self.inputs)
+        return scores, {"rss_kib": before, "peak_kib": peak_kib()}
 
     def test_inputs(self, path, count, preprocess):
         """Read the session's test images from the file it wrote (``QBenchSession.worker_inputs``).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from qbench.core.fsutil import atomic_write_text
 from qbench.report import plots
-from qbench.report.tables import format_base_ratio, format_interval, format_value
+from qbench.report.tables import COSTS_NOTE, costs_cells, format_base_ratio, format_interval, format_value
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
@@ -188,6 +188,21 @@ def write_html_report(
                 "every timed call of the latest campaign; box: quartiles, whiskers: 1st-99th percentile",
             )
         )
+    cost_header, cost_rows = costs_cells(rows)
+    if cost_rows:
+        parts.append("<h2>Costs beyond one warm call: load, first call, memory</h2>")
+        parts.append(
+            figure(
+                plots.memory_bars(rows, figs / "memory.png"),
+                "resident memory added by loading each variant and at its peak over the test split, beside its file size",
+            )
+        )
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in cost_header)
+        body = "".join(
+            "<tr>" + "".join(f"<td{'' if i == 0 else ' class=num'}>{html.escape(c)}</td>" for i, c in enumerate(cells)) + "</tr>"
+            for cells in cost_rows
+        )
+        parts.append(f"<table><tr>{head}</tr>{body}</table><p class='note'>{html.escape(COSTS_NOTE)}</p>")
     if calibration:
         parts.append("<h2>Calibration study</h2>")
         parts.append(

@@ -247,3 +247,27 @@ def latency_per_machine(cells: dict[str, dict[str, dict]], machines: dict[str, s
     ax.legend(fontsize="small", title="machine")
     ax.grid(axis="y", alpha=0.3, which="both")
     return _save(fig, out)
+
+
+def memory_bars(rows: list[dict], out: Path) -> Path | None:
+    """Per variant: resident memory added by loading it and at its peak over the test split, beside its file size."""
+    measured = [r for r in rows if r.get("peak_mib") is not None]
+    if not measured:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(measured) + 2), 4.0))
+    xs = np.arange(len(measured))
+    series = (
+        ("file size", [(r.get("size_bytes") or 0) / 2**20 for r in measured]),
+        ("load (resident)", [r.get("load_mib") or 0 for r in measured]),
+        ("peak over the test split", [r["peak_mib"] for r in measured]),
+    )
+    for i, (label, values) in enumerate(series):
+        ax.bar(xs - 0.27 + 0.27 * i, values, width=0.26, label=label)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([r["variant"] for r in measured], rotation=30, ha="right")
+    ax.set_ylabel("MiB")
+    ax.set_title("Memory each variant adds to a worker that loaded nothing, beside its file size")
+    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out)

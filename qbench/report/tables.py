@@ -67,6 +67,7 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
                 "mean_latency_ms": mean * 1e3 if mean else None,
                 "rounds": (r.latency or {}).get("rounds"),
                 "size_bytes": r.size_bytes,
+                **(r.costs or {}),
                 "g_mean": r.metrics.get("g_mean") if r.metrics else None,
                 "precision": r.metrics.get("precision") if r.metrics else None,
                 "recall": r.metrics.get("recall") if r.metrics else None,
@@ -133,6 +134,56 @@ def render_markdown(rows: list[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _with_range(row: dict, key: str, fmt: str) -> str:
+    value, span = row.get(key), row.get(f"{key}_range")
+    if value is None:
+        return "n/a"
+    if not span or row.get("cost_samples", 1) < 2:
+        return format(value, fmt)
+    return f"{format(value, fmt)} ({format(span[0], fmt)}-{format(span[1], fmt)})"
+
+
+def costs_cells(rows: list[dict], against: str = "tflite-fp32") -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the costs table (:mod:`qbench.measure.costs`), for Markdown and HTML alike."""
+    measured = [r for r in rows if r.get("cost_samples")]
+    ref = next((r.get("peak_mib") for r in measured if r["variant"] == against), None)
+    header = ["Variant", "Load [ms]", "First call [ms]", "Load memory [MiB]", "Peak memory [MiB]"]
+    header += [f"Peak vs {against}", "Size [KiB]", "Workers"]
+    body = []
+    for r in measured:
+        ratio = r["peak_mib"] / ref if ref and r.get("peak_mib") is not None else None
+        body.append(
+            [
+                r["variant"],
+                _with_range(r, "load_ms", ".1f"),
+                _with_range(r, "first_call_ms", ".2f"),
+                _with_range(r, "load_mib", ".1f"),
+                _with_range(r, "peak_mib", ".1f"),
+                format_value(ratio, ".2f") + ("x" if ratio is not None else ""),
+                format_value(r["size_bytes"] / 1024 if r.get("size_bytes") else None, ".0f"),
+                str(r["cost_samples"]),
+            ]
+        )
+    return header, body
+
+
+def render_costs(rows: list[dict], against: str = "tflite-fp32") -> str:
+    """The second table: load time, first call and resident memory; empty if nothing was measured."""
+    header, body = costs_cells(rows, against)
+    if not body:
+        return ""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return "\n".join([*lines, *("| " + " | ".join(cells) + " |" for cells in body)]) + "\n"
+
+
+COSTS_NOTE = (
+    "Costs: medians (range) over fresh worker processes, one per sample. Load: artifact on disk to a ready runner, "
+    "after the runtime's own imports; first call: the first single-image inference after load; memory: resident set "
+    "(VmRSS, and VmHWM reset through /proc/self/clear_refs for the peak over the test split) above the same worker "
+    "after importing the runtime and before loading the artifact."
+)
 
 
 def harness_floor_figures(samples) -> dict | None:
@@ -212,6 +263,7 @@ def write_reports(
         "input already in its dtype, raw output, timed inside the same calls.  Intervals are 95 % "
         "block-bootstrap intervals over the interleaved rounds (speed boosts paired round by round).\n\n"
         + "".join(f"{note}\n\n" for note in notes)
+        + (f"## Costs beyond one warm call\n\n{render_costs(rows)}\n{COSTS_NOTE}\n\n" if render_costs(rows) else "")
         + study_sections(calibration, layer_errors)
         + "## Environment\n\n"
         + env_lines
