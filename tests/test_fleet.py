@@ -32,7 +32,7 @@ from tests.helpers import REPO, run_pytest
 distributed = pytest.importorskip("distributed", reason="the fleet needs the [fleet] extra: pip install -e .[fleet]")
 
 VARIANTS = ("native", "tflite-int8", "tvm-avx2-int8")  # the reference, a shipped LiteRT model, one compiled on each machine
-FLEET_TESTS = ("benchmarks/test_latency.py", "benchmarks/test_accuracy.py", "benchmarks/test_gate.py")
+FLEET_TESTS = ("benchmarks/test_latency.py", "benchmarks/test_gate.py")  # accuracy and latency, gated (CI minutes count)
 WORKERS = ("alpha", "beta", "victim")
 
 
@@ -195,7 +195,7 @@ def _driver(cluster: dict, build: Path, *extra: str, kill: str | None = None) ->
     """Run ``pytest ... --qbench-fleet``; with ``kill``, SIGKILL that worker once it says it is measuring."""
     model = next(build.glob("models/*/model.keras"))
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *FLEET_TESTS, "--qbench-profile=smoke"]
-    cmd += [f"--qbench-variants={','.join(VARIANTS)}", "--benchmark-max-time=0.2", f"--qbench-build-dir={build}"]
+    cmd += [f"--qbench-variants={','.join(VARIANTS)}", "--benchmark-max-time=0.1", f"--qbench-build-dir={build}"]
     cmd += [f"--qbench-base-model={model}", f"--qbench-fleet={cluster['address']}", *extra]
     proc = subprocess.Popen(cmd, cwd=REPO, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watchdog = threading.Timer(900, proc.kill)
