@@ -129,7 +129,10 @@ def machine_line(m: dict) -> str:
         return f"{head}: {m['why']}"
     took = f", measured {m['ended'] - m['started']:.0f} s" if m.get("started") else ""
     failed = "" if m["passed"] else f"its run FAILED (pytest exit {m['exit_code']}); "
-    return f"{head}{took}: {failed}{m['gate'] or 'no gate verdict'}"
+    gate = m["gate"] or "no gate verdict"
+    if m.get("machine_id") and m.get("machine"):  # the head already says which machine
+        gate = gate.replace(f" on machine {m['machine_id']} ({m['machine']})", "")
+    return f"{head}{took}: {failed}{gate}"
 
 
 def render_markdown(merged: dict) -> str:
