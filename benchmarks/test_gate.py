@@ -95,6 +95,11 @@ def test_memory_gate(qbench, qbench_gate, qbench_settings, variant, qbench_evalu
     current = qbench.costs(variant)
     if current is None or current.get("peak_mib") is None:
         pytest.skip(f"{variant}: memory not gated: not measured (--qbench-cost-samples 0, or no /proc/self/status)")
+    if current["cost_samples"] < 2:
+        pytest.skip(
+            f"{variant}: memory not gated: one worker's peak (--qbench-cost-samples {current['cost_samples']}); "
+            "two or more give the spread the gate needs"
+        )
     if qbench.base is not None:
         try:
             base = qbench.base_costs(variant)
@@ -106,6 +111,8 @@ def test_memory_gate(qbench, qbench_gate, qbench_settings, variant, qbench_evalu
     bs = getattr(pytestconfig, "_benchmarksession", None)
     name = f"benchmarks/test_latency.py::test_latency[{variant}]"
     stored, spread = stored_extra(bs, name, "peak_mib"), stored_extra(bs, name, "peak_mib_range")
+    if stored is not None and (stored_extra(bs, name, "cost_samples") or (0,))[0] < 2:
+        pytest.skip(f"{variant}: memory not gated: the stored run has one worker's peak only (no spread)")
     if stored is None:
         pytest.skip(f"{variant}: memory not gated: no --qbench-base and no stored run with memory figures for this machine")
     baseline = {"peak_mib": stored[0], "peak_mib_range": spread[0] if spread else None}

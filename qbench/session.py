@@ -179,6 +179,7 @@ class QBenchSession:
                     return runner.evaluate()
                 from qbench.measure import costs
 
+                runner.costs["first_call_s"] = runner.first_call()  # in the accuracy step: a crash there is its
                 scores, run = runner.evaluate_peak()
                 samples = self._cost_samples.setdefault(runner.variant, [])
                 samples.append(costs.sample(runner.costs, run))
@@ -271,6 +272,7 @@ class QBenchSession:
             runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold)
             try:
                 with runner.during("costs"):
+                    runner.costs["first_call_s"] = runner.first_call()
                     _scores, run = runner.evaluate_peak()
                 samples.append(costs.sample(runner.costs, run))
             finally:

@@ -41,6 +41,7 @@ LOCAL_OPTIONS = (
 )
 #: options that name a file on the driver: the file is shipped and the option points at the shipped copy
 SHIPPED_FILES = ("--qbench-model-path", "--qbench-base-model")
+LOST = "lost: its worker left the scheduler mid-run (killed, crashed or unreachable)"
 GRACE_S = 300.0  # unpacking and start-up on top of the run's own timeout
 
 
@@ -204,10 +205,13 @@ def _watch(client, futures: dict, machines: dict[str, str], limit: float, token:
             if future.done():
                 try:
                     results[addr] = future.result()
-                except Exception as exc:  # the task raised, or Dask gave up on it (KilledWorker)
-                    results[addr] = _lost(name, addr, f"failed: {type(exc).__name__}: {one_line(exc, 200)}")
+                except Exception as exc:  # the task raised, or Dask gave up on it when its worker died
+                    if addr not in alive or type(exc).__name__ in ("KilledWorker", "CancelledError", "FutureCancelledError"):
+                        results[addr] = _lost(name, addr, LOST)
+                    else:
+                        results[addr] = _lost(name, addr, f"failed: {type(exc).__name__}: {one_line(exc, 200)}")
             elif addr not in alive:
-                results[addr] = _lost(name, addr, "lost: its worker left the scheduler mid-run (killed, crashed or unreachable)")
+                results[addr] = _lost(name, addr, LOST)
                 future.cancel()
             elif time.monotonic() - started > limit:
                 results[addr] = _lost(name, addr, f"timed out: no answer after {limit:.0f} s")

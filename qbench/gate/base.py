@@ -331,6 +331,7 @@ class BaseTwins:
                 )
                 try:
                     with runner.during("memory"):
+                        runner.costs["first_call_s"] = runner.first_call()
                         _scores, run = runner.evaluate_peak()
                 finally:
                     runner.close()

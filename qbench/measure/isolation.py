@@ -253,6 +253,10 @@ class RemoteRunner:
     def invoke_many(self, qs):
         return self._call("invoke_many", qs)
 
+    def first_call(self) -> float:
+        """Seconds of the first inference after load (call it before anything else runs the model)."""
+        return self.worker.request(self.step, "first_call")
+
     def evaluate_peak(self):
         """The test split's scores, and the worker's resident set before and peak during the run (KiB)."""
         return self.worker.request(self.step, "evaluate_peak")
@@ -314,8 +318,6 @@ def start_remote_runner(
         if costs:
             measured["load"] = worker.request("load", "load_costs")
         worker.request("load", "test_inputs", **session_inputs)
-        if costs:
-            measured["first_call_s"] = worker.request("load", "first_call")
     except QBenchError:
         if worker.crash is None:
             worker.close()
