@@ -179,10 +179,9 @@ class QBenchSession:
                     return runner.evaluate()
                 from qbench.measure import costs
 
-                runner.costs["first_call_s"] = runner.first_call()  # in the accuracy step: a crash there is its
-                scores, run = runner.evaluate_peak()
+                scores, measured = costs.measure(runner)  # in the accuracy step: a crash there is its
                 samples = self._cost_samples.setdefault(runner.variant, [])
-                samples.append(costs.sample(runner.costs, run))
+                samples.append(measured)
                 self.results.setdefault(runner.variant, VariantResult(runner.variant)).costs = costs.summarize(samples)
                 held = self.injections.memory.get(runner.variant)
                 if held:
@@ -272,9 +271,7 @@ class QBenchSession:
             runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold)
             try:
                 with runner.during("costs"):
-                    runner.costs["first_call_s"] = runner.first_call()
-                    _scores, run = runner.evaluate_peak()
-                samples.append(costs.sample(runner.costs, run))
+                    samples.append(costs.measure(runner)[1])
             finally:
                 runner.close()
         summary = costs.summarize(samples)

@@ -18,7 +18,6 @@ no run measuring on behind it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from qbench.core.errors import QBenchError, one_line
 from qbench.core.fsutil import sha256_of
 from qbench.fleet.bundle import unpack
 from qbench.fleet.identity import checkout_root, difference, identity
+from qbench.measure.worker import die_with_parent
 
 #: report files sent back to the driver (relative to the machine's report dir)
 REPORT_FILES = ("summary.json", "summary.md", "gate.json", "index.html", "measurements.json")
@@ -45,10 +45,6 @@ def fleet_home(worker_name: str) -> Path:
     """This worker's own directory: build cache, stored runs, baselines, the last run's log."""
     root = Path(os.environ.get("QBENCH_FLEET_HOME") or Path.home() / ".cache" / "qbench-fleet")
     return root / re.sub(r"[^A-Za-z0-9_.-]+", "_", str(worker_name))
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -107,7 +103,7 @@ def _run(cmd: list[str], cwd: Path, env: dict, log: Path, timeout: float, wanted
     deadline = time.monotonic() + timeout
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, start_new_session=True
+            cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=die_with_parent, start_new_session=True
         )
         try:
             while True:

@@ -261,21 +261,9 @@ class BaseTwins:
         if variant in self.failures:
             raise self.failures[variant]
         if variant not in self._runners:
-            from qbench.measure.isolation import start_remote_runner
-
-            entry = self.artifact(variant)
-            inputs = dict(session_inputs, preprocess=self.manifest()["preprocess"])
+            self.artifact(variant)  # a build that failed is the build's failure, not the load's
             try:
-                runner = start_remote_runner(
-                    variant,
-                    Path(entry["path"]),
-                    entry["meta"],
-                    self.settings.threads,
-                    {},
-                    inputs,
-                    code_root=self.code_root,
-                    label=f"{variant} ({self.label})",
-                )
+                runner = self._start(variant, session_inputs, self.label)
             except QBenchError as exc:
                 raise self.fail(variant, "load", exc) from None
             runner.worker.on_crash = lambda crash: self.fail(variant, crash.step, crash)
@@ -309,36 +297,33 @@ class BaseTwins:
         before they existed); the memory gate then says so and skips, the twin's other checks stand.
         """
         from qbench.measure import costs
-        from qbench.measure.isolation import start_remote_runner
 
         if variant in self.failures:
             raise self.failures[variant]
-        entry = self.artifact(variant)
-        inputs = dict(session_inputs, preprocess=self.manifest()["preprocess"])
+        self.artifact(variant)  # a build that failed is the build's failure, not "measures no memory"
         measured = []
         for _ in range(max(1, samples)):
             try:
-                runner = start_remote_runner(
-                    variant,
-                    Path(entry["path"]),
-                    entry["meta"],
-                    self.settings.threads,
-                    {},
-                    inputs,
-                    code_root=self.code_root,
-                    label=f"{variant} ({self.label}, memory)",
-                    costs=True,
-                )
+                runner = self._start(variant, session_inputs, f"{self.label}, memory", costs=True)
                 try:
                     with runner.during("memory"):
-                        runner.costs["first_call_s"] = runner.first_call()
-                        _scores, run = runner.evaluate_peak()
+                        measured.append(costs.measure(runner)[1])
                 finally:
                     runner.close()
             except QBenchError as exc:
                 raise QBenchError(f"{self.label} measures no memory ({one_line(exc, 160)})", fatal=False) from None
-            measured.append(costs.sample(runner.costs, run))
         return costs.summarize(measured)
+
+    def _start(self, variant: str, session_inputs: dict, label: str, costs: bool = False):
+        """A worker with the twin's artifact loaded by the base's code, reading the session's test images."""
+        from qbench.measure.isolation import start_remote_runner
+
+        entry = self.artifact(variant)
+        inputs = dict(session_inputs, preprocess=self.manifest()["preprocess"])
+        path, meta, threads = Path(entry["path"]), entry["meta"], self.settings.threads
+        return start_remote_runner(
+            variant, path, meta, threads, {}, inputs, code_root=self.code_root, label=f"{variant} ({label})", costs=costs
+        )
 
     def timer(self, variant: str, session_inputs: dict):
         runner = self.runner(variant, session_inputs)

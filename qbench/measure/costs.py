@@ -48,6 +48,14 @@ def sample(runner_costs: dict, run: dict) -> dict:
     }
 
 
+def measure(runner) -> tuple:
+    """The test split's scores and one costs sample from a runner started with ``costs=True``: its first call,
+    then the test split with the resident peak (call it first thing after the start, inside the caller's step)."""
+    runner.costs["first_call_s"] = runner.first_call()
+    scores, run = runner.evaluate_peak()
+    return scores, sample(runner.costs, run)
+
+
 def _spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 

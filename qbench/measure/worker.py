@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: be killed when the parent goes (a stopped worker must not outlive pytest)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -152,7 +152,7 @@ def serve(requests: Connection, replies: Connection) -> None:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     faulthandler.enable()  # a crash leaves the Python location in the log the parent reads
     serve(Connection(int(argv[0]), writable=False), Connection(int(argv[1]), readable=False))
     return 0
