@@ -56,6 +56,10 @@ def test_latency(benchmark, qbench, qbench_settings, variant, qbench_evaluation,
     # the block sketch is what a later --benchmark-compare gates against (qbench.gate.verdicts)
     costs = qbench.results[variant].costs  # load time, first call, memory (benchmarks/test_costs.py)
     benchmark.extra_info.update({k: v for k, v in (costs or {}).items()})
+    throughput = qbench.throughput(variant)  # images per second by batch and streams (benchmarks/test_throughput.py)
+    if throughput and "error" not in throughput:
+        benchmark.extra_info["throughput"] = throughput
+        benchmark.extra_info["throughput_img_s"] = throughput.get("best_img_s")
     benchmark.extra_info["qbench_sketch_us"] = np.round(figures["sketch"] * 1e6, 3).tolist()
     benchmark.extra_info.update({f"{k}_ms": round(v * 1e3, 5) for k, v in figures.items() if k != "sketch"})
     for phase, figs in (("end_to_end", figures), ("invoke", invoke)):

@@ -38,6 +38,9 @@ class Profile:
     calibration_fractions: tuple[float, ...] = (0.01, 0.08, 0.3, 0.8)
     qat_epochs: int = 2  # quantization-aware fine-tuning of tflite-int8-qat
     cost_samples: int = 3  # fresh workers each variant's load time, first call and memory are measured in
+    throughput_batches: tuple[int, ...] = (1, 8, 32)  # images a call (qbench.measure.throughput)
+    throughput_streams: int = 2  # concurrent single-image streams (0: not measured)
+    selective_ks: tuple[int, ...] = (0, 1, 2, 4, 8)  # operators kept in float, one model each (qbench.measure.selective)
 
 
 PROFILES = {
@@ -68,8 +71,31 @@ PROFILES = {
         calibration_fractions=(0.05, 0.5),
         qat_epochs=1,
         cost_samples=1,
+        throughput_batches=(1, 8),
+        throughput_streams=0,
+        selective_ks=(0, 1, 2),
     ),
 }
+
+
+def parse_counts(text: str | None, option: str, least: int, what: str) -> tuple[int, ...] | None:
+    """``"1,8,32"`` -> (1, 8, 32), sorted, each at least ``least``; ``none`` (or empty): (); ``None``: the profile's."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        values = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise QBenchError(f"{option} takes comma-separated whole numbers or 'none', got {text!r}") from None
+    if values and values[0] < least:
+        raise QBenchError(f"{option} must be {least} or more {what}, got {values[0]}")
+    return tuple(values)
+
+
+def parse_batches(text: str | None) -> tuple[int, ...] | None:
+    """``--qbench-throughput-batches``: images a call, 1 or more."""
+    return parse_counts(text, "--qbench-throughput-batches", 1, "images a call")
 
 
 def parse_fractions(text: str | None) -> tuple[float, ...] | None:
@@ -109,6 +135,10 @@ class Settings:
     )
     calibration_fractions: tuple[float, ...] | None = None
     cost_samples: int | None = None
+    throughput_batches: tuple[int, ...] | None = None
+    throughput_streams: int | None = None
+    selective_ks: tuple[int, ...] | None = None
+    selective_target: float = 0.0025
     options: dict = field(default_factory=dict, compare=False, repr=False)  # as given to make_settings
 
     @property
@@ -124,6 +154,21 @@ class Settings:
     def n_cost_samples(self) -> int:
         """Fresh workers per variant for load time, first call and memory (0: not measured)."""
         return self.profile.cost_samples if self.cost_samples is None else self.cost_samples
+
+    @property
+    def batches(self) -> tuple[int, ...]:
+        """Batch sizes throughput is measured at (empty: none)."""
+        return self.profile.throughput_batches if self.throughput_batches is None else self.throughput_batches
+
+    @property
+    def streams(self) -> int:
+        """Concurrent single-image streams throughput is measured with (0 or 1: not measured)."""
+        return self.profile.throughput_streams if self.throughput_streams is None else self.throughput_streams
+
+    @property
+    def sweep_ks(self) -> tuple[int, ...]:
+        """The selective sweep's K values (operators kept in float), one model each; empty: no sweep."""
+        return self.profile.selective_ks if self.selective_ks is None else self.selective_ks
 
     @property
     def accuracy_floor(self) -> float:
@@ -222,6 +267,33 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
         None,
         "fresh worker processes each variant's load time, first call and peak memory are measured in "
         "(default 3: the variant's own worker and two more; smoke profile 1; 0: not measured)",
+    ),
+    (
+        "throughput-batches",
+        str,
+        None,
+        "batch sizes throughput is measured at, comma-separated, or none (default 1,8,32; smoke profile 1,8); "
+        "a runtime compiled for one image a call (TVM) says batch 1 only",
+    ),
+    (
+        "throughput-streams",
+        int,
+        None,
+        "concurrent single-image streams, one worker process each, for the streams throughput "
+        "(default 2; smoke profile 0; 0 or 1: not measured)",
+    ),
+    (
+        "selective-k",
+        str,
+        None,
+        "the selective sweep: how many of the worst-quantized operators to keep in float, one model each, "
+        "comma-separated, or none (default 0,1,2,4,8; smoke profile 0,1,2); tflite-int8-selective is the chosen one",
+    ),
+    (
+        "selective-target",
+        float,
+        0.0025,
+        "the selective sweep chooses the smallest K whose accuracy is within this of native's (default 0.0025: 0.25 pp)",
     ),
 ]
 
@@ -330,6 +402,10 @@ def make_settings(
     threads: int | None = None,
     calibration_fractions: str | None = None,
     cost_samples: int | None = None,
+    throughput_batches: str | None = None,
+    throughput_streams: int | None = None,
+    selective_k: str | None = None,
+    selective_target: float = 0.0025,
 ) -> Settings:
     """Validate user options; every problem becomes one :class:`QBenchError` sentence."""
     if dataset not in DATASETS:
@@ -366,6 +442,12 @@ def make_settings(
     fractions = parse_fractions(calibration_fractions)
     if cost_samples is not None and cost_samples < 0:
         raise QBenchError(f"--qbench-cost-samples must be 0 or more, got {cost_samples}")
+    batches = parse_batches(throughput_batches)
+    if throughput_streams is not None and throughput_streams < 0:
+        raise QBenchError(f"--qbench-throughput-streams must be 0 or more, got {throughput_streams}")
+    ks = parse_counts(selective_k, "--qbench-selective-k", 0, "operators")
+    if not 0.0 <= selective_target < 1.0:
+        raise QBenchError(f"--qbench-selective-target is an accuracy difference between 0 and 1, got {selective_target}")
     options = dict(
         dataset=dataset,
         dataset_root=dataset_root,
@@ -384,6 +466,10 @@ def make_settings(
         **({"threads": int(threads)} if threads is not None else {}),
         calibration_fractions=calibration_fractions,
         cost_samples=cost_samples,
+        throughput_batches=throughput_batches,
+        throughput_streams=throughput_streams,
+        selective_k=selective_k,
+        selective_target=selective_target,
     )
     return Settings(
         options=options,
@@ -404,4 +490,8 @@ def make_settings(
         **({"threads": int(threads)} if threads is not None else {}),
         calibration_fractions=fractions,
         cost_samples=cost_samples,
+        throughput_batches=batches,
+        throughput_streams=throughput_streams,
+        selective_ks=ks,
+        selective_target=float(selective_target),
     )

@@ -376,13 +376,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for note in notes:
         terminalreporter.write_line(note)
     from qbench.report.tables import COSTS_NOTE, render_costs
+    from qbench.report.throughput_table import THROUGHPUT_NOTE, render_throughput
 
-    costs_table = render_costs(rows)
-    for line in costs_table.splitlines() + ([COSTS_NOTE] if costs_table else []):
-        terminalreporter.write_line(line)
+    for table, note in ((render_costs(rows), COSTS_NOTE), (render_throughput(rows), THROUGHPUT_NOTE)):
+        for line in table.splitlines() + ([note] if table else []):
+            terminalreporter.write_line(line)
+    from qbench.measure.selective import public
     from qbench.report.tables import study_sections
 
-    for line in study_sections(session.calibration_rows, session.layer_error_rows).splitlines():
+    selective = public(session.selective_rows)
+    for line in study_sections(session.calibration_rows, session.layer_error_rows, selective).splitlines():
         terminalreporter.write_line(line)
     for error in session.failures.values():
         terminalreporter.write_line(f"qbench: {error}", red=True)
@@ -411,6 +414,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             floor,
             session.calibration_rows,
             session.layer_error_rows,
+            selective,
         )
         page = write_page(session, rows, notes, names, gate_page(session, gate_lines))
         from qbench.report.raw import write_measurements
@@ -425,6 +429,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 def write_page(session, rows: list[dict], notes: list[str], class_names, gate: dict | None = None):
     """index.html and its PNGs (:mod:`qbench.report.html`) from what this run measured."""
     from qbench import backends
+    from qbench.measure.selective import public
     from qbench.report.html import write_html_report
 
     native = session.results.get(backends.reference_name())
@@ -442,4 +447,5 @@ def write_page(session, rows: list[dict], notes: list[str], class_names, gate: d
         layer_errors=session.layer_error_rows,
         class_names=class_names,
         gate=gate,
+        selective=public(session.selective_rows),
     )

@@ -64,6 +64,9 @@ class QBenchSession:
         self._runners: dict = {}
         self._evaluations: dict[str, Evaluation] = {}
         self._cost_samples: dict[str, list[dict]] = {}  # variant -> one dict per worker (qbench.measure.costs.sample)
+        self._partners: dict[str, list] = {}  # variant -> its extra workers for concurrent streams (qbench.measure.throughput)
+        self._throughput: dict[str, dict] | None = None
+        self.selective_rows: dict | None = None  # the selective sweep (qbench.measure.selective), once run
         self.campaigns = Campaigns()  # the interleaved latency campaigns (qbench.measure.campaign)
         self.failures: dict[str, QBenchError] = {}
         self.results: dict[str, VariantResult] = {}
@@ -141,7 +144,7 @@ class QBenchSession:
             if parent is not None and parent in self.failures:
                 raise self._fail(variant, QBenchError(f"{variant}: not built, because {parent} failed", fatal=False))
             try:
-                self._artifacts[variant] = self.built(variant)
+                self._artifacts[variant] = self.selective()["artifact"] if backends.get(variant).swept else self.built(variant)
             except QBenchError as exc:
                 if exc.fatal:
                     raise
@@ -269,14 +272,64 @@ class QBenchSession:
             inputs = self.worker_inputs()
             threads = self.settings.threads
             runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold)
+            keep = False
             try:
                 with runner.during("costs"):
                     samples.append(costs.measure(runner)[1])
+                # a loaded worker the streams throughput would start again: kept, paused, until it has run
+                keep = len(self._partners.get(variant, [])) < self.settings.streams - 1
             finally:
-                runner.close()
+                if keep:
+                    self._partners.setdefault(variant, []).append(runner)
+                else:
+                    runner.close()
         summary = costs.summarize(samples)
         self.results.setdefault(variant, VariantResult(variant)).costs = summary
         return summary
+
+    def throughput(self, variant: str) -> dict | None:
+        """Images per second by batch size and with concurrent streams (:mod:`qbench.measure.throughput`),
+        measured for every selected variant at the first request; ``None``: not measured (not isolated, or
+        no batch sizes and no streams asked for)."""
+        if not self.isolate or not (self.settings.batches or self.settings.streams > 1):
+            return None
+        if self._throughput is None:
+            from qbench.measure.throughput import measure
+
+            self._throughput = measure(self)
+            for name, figures in self._throughput.items():
+                if "error" not in figures:
+                    self.results.setdefault(name, VariantResult(name)).throughput = figures
+        self.check_variant(variant)
+        return self._throughput.get(variant)
+
+    def stream_partners(self, variant: str, count: int) -> list:
+        """``count`` more workers of ``variant`` beside its own, for concurrent streams: those the costs
+        measurement kept, then fresh ones (a crash in one fails the throughput only)."""
+        partners = self._partners.setdefault(variant, [])
+        art = self.artifact(variant)
+        while len(partners) < count:
+            partners.append(self.start_runner(variant, art.path, art.meta, {}, track=False))
+        return partners[:count]
+
+    def close_stream_partners(self) -> None:
+        for partners in self._partners.values():
+            for runner in partners:
+                runner.close()
+        self._partners.clear()
+
+    def selective(self) -> dict:
+        """The selective sweep (:func:`qbench.measure.studies.selective_sweep`), run once: its rows, its choice
+        and the chosen K's artifact (the ``tflite-int8-selective`` row's)."""
+        if self.selective_rows is None:
+            from qbench.measure.studies import selective_sweep
+
+            self.selective_rows = selective_sweep(self)
+        return self.selective_rows
+
+    def timer(self, variant: str, runner):
+        """A latency timer for ``runner`` (a worker of ``variant``, or a point of a sweep): calls -> per-call seconds."""
+        return self._timer(variant, runner=runner)
 
     # ---------------------------------------------------- calibration study
     def calibration_sets(self):
@@ -428,6 +481,7 @@ class QBenchSession:
         self.results.setdefault(variant, VariantResult(variant)).latency = dict(stats)
 
     def close(self) -> None:
+        self.close_stream_partners()
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()

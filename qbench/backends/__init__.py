@@ -24,6 +24,7 @@ BUILTIN_BACKENDS = (
     "qbench.backends.keras",
     "qbench.backends.tflite",
     "qbench.backends.tflite_qat",
+    "qbench.backends.tflite_selective",
     "qbench.backends.tvm",
     "qbench.backends.openvino_runtime",
     "qbench.backends.onnx_runtime",

@@ -80,6 +80,15 @@ class Runner:
     def predict_many(self, x: np.ndarray) -> np.ndarray:
         return np.concatenate([self.predict(x[i : i + 1]) for i in range(len(x))])
 
+    def batch_runner(self, batch: int) -> Runner | None:
+        """A runner of the same artifact taking ``batch`` images a call (input (batch, H, W, 3)), or ``None``
+        when the runtime runs one image a call only (a TVM module compiled for a static batch of 1).
+
+        Throughput (:mod:`qbench.measure.throughput`) times its ``prepare``/``invoke``/``finish`` as
+        latency times a single image's; a runtime that takes a batch overrides this.
+        """
+        return self if batch == 1 else None
+
     def describe(self) -> dict:
         """What the parent process needs to know about a runner living in a worker."""
         return {
@@ -131,7 +140,9 @@ class Variant:
     their memory and time are the worker's baseline, not the variant's.
     ``target_specific`` marks an artifact compiled for a CPU (TVM's ``.so``):
     a fleet run (:mod:`qbench.fleet`) builds it on each machine and never
-    ships the driver's.
+    ships the driver's.  ``swept`` marks a variant built at several points
+    of a parameter (``ctx.sweep_point``, set by ``ctx.at_point``): a sweep
+    (:mod:`qbench.measure.selective`) measures them all and its choice is the row.
     """
 
     name: str
@@ -148,6 +159,7 @@ class Variant:
     group: str | None = None  # a name that selects several variants at once (``--qbench-variants all,peers``)
     timing_only: bool = False
     target_specific: bool = False
+    swept: bool = False
     runtime_modules: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict, compare=False)
     origin: str = field(default="", compare=False)  # importable module that registers it (set by register())

@@ -58,6 +58,7 @@ class VariantBuilder:
         self.dir = settings.build_dir / "variants" / model_info.key
         self._model = None
         self._calibration: np.ndarray | None = None  # None: the session's stratified sample
+        self.sweep_point = None  # a swept variant's parameter (Variant.swept), set by at_point()
 
     def calibrated(self, indices: np.ndarray, subdir: str = "calibration") -> VariantBuilder:
         """A builder whose variants calibrate on ``indices`` (train-split images) instead of the
@@ -66,6 +67,16 @@ class VariantBuilder:
         other.dir = self.dir / subdir
         other._model = self._model
         other._calibration = np.sort(np.asarray(indices, dtype=np.int64))
+        return other
+
+    def at_point(self, point, subdir: str = "sweep") -> VariantBuilder:
+        """A builder whose swept variants build at ``point`` of their parameter (``sweep_point``), caching into
+        ``subdir`` (the selective sweep's models: one per K)."""
+        other = VariantBuilder(self.model_info, self.dataset, self.settings, self.progress)
+        other.dir = self.dir / subdir
+        other._model = self._model
+        other._calibration = self._calibration
+        other.sweep_point = point
         return other
 
     # -- what a Variant.build may ask for -----------------------------------

@@ -59,6 +59,14 @@ class NativeRunner(Runner):
     def invoke_raw(self, raw_input):
         return self.invoke(self._tf.constant(np.asarray(raw_input, np.float32)))
 
+    def batch_runner(self, batch: int) -> Runner:
+        """The same concrete function (its batch dimension is free), checked against ``batch`` images."""
+        import copy
+
+        runner = copy.copy(self)
+        runner.input_shape = (int(batch), *self.input_shape[1:])
+        return runner
+
     def keras_predict(self, x):
         """What Kenning times as its native baseline (a reference, never a row)."""
         return self.model.predict(x, verbose=0)

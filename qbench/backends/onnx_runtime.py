@@ -89,11 +89,22 @@ class ONNXRuntimeRunner(Runner):
         inp = self.session.get_inputs()[0]
         self._in = inp.name
         self._out = [self.session.get_outputs()[0].name]
+        self._free_batch = not isinstance(inp.shape[0], int)  # tf2onnx keeps the Keras model's free batch dimension
         self.input_shape = (1, *(int(d) for d in inp.shape[1:]))
         self.score_step = _output_grid_step(path, self._out[0])
 
     def invoke(self, prepared):
         return self.session.run(self._out, {self._in: prepared})[0]
+
+    def batch_runner(self, batch: int) -> Runner | None:
+        """The same session with ``batch`` images a call, if the model's batch dimension is free."""
+        if batch == 1 or not self._free_batch:
+            return super().batch_runner(batch)
+        import copy
+
+        runner = copy.copy(self)
+        runner.input_shape = (int(batch), *self.input_shape[1:])
+        return runner
 
 
 def _output_grid_step(path: Path, output: str) -> float | None:

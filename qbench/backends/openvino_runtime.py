@@ -97,15 +97,19 @@ def build_int8(ctx, out: Path) -> dict:
 class OpenVINORunner(Runner):
     """A compiled OpenVINO model on the CPU, one infer request, ``INFERENCE_NUM_THREADS`` = threads."""
 
-    def __init__(self, path: Path, variant: str, threads: int | None):
+    def __init__(self, path: Path, variant: str, threads: int | None, batch: int | None = None):
         import openvino as ov
 
         self.variant = variant
+        self._args = (path, variant, threads)
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            self.compiled = ov.Core().compile_model(read_ir(path), "CPU", config)
+            model = read_ir(path)
+            if batch is not None:
+                model.reshape([int(batch), *(int(d) for d in model.input(0).get_shape()[1:])])
+            self.compiled = ov.Core().compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise QBenchError(f"{variant}: OpenVINO cannot compile {path}: {one_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
@@ -114,6 +118,10 @@ class OpenVINORunner(Runner):
     def invoke(self, prepared):
         self.request.infer({0: prepared}, share_inputs=True)
         return self.request.get_output_tensor(0).data.copy()
+
+    def batch_runner(self, batch: int) -> Runner:
+        """The model reshaped to ``batch`` images and compiled again (OpenVINO compiles for static shapes)."""
+        return self if batch == self.input_shape[0] else OpenVINORunner(*self._args, batch=batch)
 
 
 def _load(name: str):

@@ -33,7 +33,7 @@ KERNELS = {
 
 
 @contextlib.contextmanager
-def _silence_stdout():
+def silence_stdout():
     """TFLiteConverter prints the whole SavedModel signature; keep the terminal readable."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
@@ -47,7 +47,7 @@ def _converter(model):
 
 def convert_tflite_fp32(model) -> bytes:
     tf, converter = _converter(model)
-    with _silence_stdout():
+    with silence_stdout():
         return converter.convert()
 
 
@@ -55,7 +55,7 @@ def convert_tflite_fp16(model) -> bytes:
     tf, converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-    with _silence_stdout():
+    with silence_stdout():
         return converter.convert()
 
 
@@ -63,7 +63,7 @@ def convert_tflite_dynamic(model) -> bytes:
     """Dynamic range: ``Optimize.DEFAULT`` without a representative dataset quantizes the weights only."""
     tf, converter = _converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    with _silence_stdout():
+    with silence_stdout():
         return converter.convert()
 
 
@@ -96,7 +96,7 @@ def convert_tflite_integer(model, calibration: np.ndarray, activations: str = "i
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, ops)]
     converter.inference_input_type = getattr(tf, io_dtype)
     converter.inference_output_type = getattr(tf, io_dtype)
-    with _silence_stdout():
+    with silence_stdout():
         return converter.convert()
 
 
@@ -155,11 +155,17 @@ def reference_kernel_blocker(path: Path) -> str | None:
 class LiteRTRunner(Runner):
     """LiteRT interpreter; ``kernels`` picks the kernel set (see :data:`KERNELS`)."""
 
-    def __init__(self, model_path: Path, variant: str, threads: int | None = None, kernels: str = "default"):
+    def __init__(
+        self, model_path: Path, variant: str, threads: int | None = None, kernels: str = "default", batch: int | None = None
+    ):
         self.variant = variant
         self.kernels = kernels
+        self._args = (model_path, variant, threads, kernels)
         try:
             self.interp = _interpreter(model_path, threads, kernels)
+            if batch is not None:
+                (inp,) = self.interp.get_input_details()
+                self.interp.resize_tensor_input(inp["index"], [int(batch), *(int(s) for s in inp["shape"][1:])])
             self.interp.allocate_tensors()
         except Exception as exc:
             raise QBenchError(f"{variant}: LiteRT cannot load {model_path}: {one_line(exc)}") from None
@@ -181,6 +187,10 @@ class LiteRTRunner(Runner):
 
     def invoke_raw(self, raw_input):
         return self.invoke(np.ascontiguousarray(raw_input, dtype=self._in_dtype))
+
+    def batch_runner(self, batch: int) -> Runner:
+        """A second interpreter of the same model with its input resized to ``batch`` (``resize_tensor_input``)."""
+        return self if batch == self.input_shape[0] else LiteRTRunner(*self._args, batch=batch)
 
 
 LITERT_MODULES = ("ai_edge_litert.interpreter",)  # what a LiteRT load imports (Variant.runtime_modules)

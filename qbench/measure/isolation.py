@@ -140,25 +140,36 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _activate(self) -> None:
-        """Pause every other worker; resume this one."""
+    def _activate(self, together: tuple[Worker, ...] = ()) -> None:
+        """Pause every other worker; resume this one (and ``together``)."""
+        running = (self, *together)
         for other in _LIVE:
-            if other is not self and not other.stopped and other.alive:
+            if other not in running and not other.stopped and other.alive:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(other.proc.pid, signal.SIGSTOP)
                 other.stopped = True
-        if self.stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGCONT)
-            self.stopped = False
+        for worker in running:
+            if worker.stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.proc.pid, signal.SIGCONT)
+                worker.stopped = False
 
     def request(self, step: str, op: str, **kwargs):
         """Send one command; return its result, raise its error, or raise the crash."""
         if self.crash is not None:
             raise self.crash
         self._activate()
+        self._send(step, op, kwargs)
+        return self._receive(step)
+
+    def _send(self, step: str, op: str, kwargs: dict) -> None:
         try:
             self._requests.send((op, kwargs))
+        except (EOFError, OSError):
+            raise self._crashed(step) from None
+
+    def _receive(self, step: str):
+        try:
             status, value = self._replies.recv()
         except (EOFError, OSError):
             raise self._crashed(step) from None
@@ -201,6 +212,27 @@ class Worker:
                 self.proc.wait()
         self._forget()
         self.log.close()
+
+
+def request_together(workers: list[Worker], step: str, op: str, **kwargs) -> list:
+    """The same command to several workers at once, all of them running and every other worker paused
+    (concurrent streams, :mod:`qbench.measure.throughput`); each one's result, or the first error or crash
+    once every worker has answered."""
+    for worker in workers:
+        if worker.crash is not None:
+            raise worker.crash
+    workers[0]._activate(tuple(workers[1:]))
+    for worker in workers:
+        worker._send(step, op, kwargs)
+    results, first_error = [], None
+    for worker in workers:
+        try:
+            results.append(worker._receive(step))
+        except QBenchError as exc:  # WorkerCrash included: the others' answers are still read
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return results
 
 
 @atexit.register
@@ -269,6 +301,14 @@ class RemoteRunner:
         """Per-call seconds of ``calls`` back-to-back calls on the first test image, timed in the worker
         (:func:`qbench.measure.latency.time_method`; ``stretch``: an injected slowdown factor, :mod:`qbench.measure.inject`)."""
         return self.worker.request(self.step, "time", calls=calls, method=method, stretch=stretch)
+
+    def batch_sizes(self, batches) -> list[int]:
+        """Which of ``batches`` the variant's runtime takes in one call (:meth:`qbench.backends.Runner.batch_runner`)."""
+        return self.worker.request(self.step, "batch_sizes", batches=list(batches))
+
+    def time_batch(self, batch: int, calls: int, stretch: float = 1.0):
+        """(calls, 2) seconds of end-to-end calls on ``batch`` images at once, timed in the worker."""
+        return self.worker.request(self.step, "time_batch", batch=batch, calls=calls, stretch=stretch)
 
     def os_threads(self) -> int:
         """The worker's OS thread count (Linux), e.g. after timing: the runtime's pool is in it."""

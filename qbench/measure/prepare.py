@@ -103,7 +103,11 @@ def build_in_children(session, variant: str, failures: dict, built: set) -> None
         batch = [variant] + [
             v
             for v in settings.variants
-            if v != variant and v not in failures and not backends.get(v).unavailable() and not builder.is_current(v)
+            if v != variant
+            and v not in failures
+            and not backends.get(v).unavailable()
+            and not backends.get(v).swept  # its points are built by its sweep (qbench.measure.studies.selective_sweep)
+            and not builder.is_current(v)
         ]
         crashed = False
         try:
@@ -179,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                 missing[variant] = f"cannot run here: {reason}"
                 continue
             try:
+                if backends.get(variant).swept:  # one model per point; the run chooses which is the row
+                    for k in settings.sweep_ks:
+                        builder.at_point(k).build(variant)
+                    missing[variant] = "built per K of the selective sweep; the run chooses which is the row"
+                    continue
                 built[variant] = builder.build(variant)
             except Exception as exc:
                 message = f"{variant}: build failed: {type(exc).__name__}: {one_line(exc, 300)}"

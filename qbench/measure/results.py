@@ -36,3 +36,4 @@ class VariantResult:
     latency: dict | None = None  # seconds: mean, median, min, stddev, rounds
     failure: str | None = None  # "crashed during accuracy (SIGABRT, signal 6)" and the like
     costs: dict | None = None  # load time, first call, memory (qbench.measure.costs.summarize)
+    throughput: dict | None = None  # images per second by batch and streams (qbench.measure.throughput.summarize)

@@ -31,6 +31,7 @@ class WorkerState:
         self.runner = None
         self.inputs = None
         self.load_s = None
+        self._batch_runners: dict = {}  # batch size -> Runner or None (the runtime takes one image a call)
 
     def runtime_baseline(self, variant, origins):
         """Import what the variant's load imports, then read the resident set: the baseline of its costs
@@ -119,6 +120,43 @@ class WorkerState:
         from qbench.measure.latency import time_method
 
         return time_method(self.runner, method, self.inputs[sample : sample + 1], calls, stretch)
+
+    def _batch(self, batch: int):
+        if batch not in self._batch_runners:
+            self._batch_runners[batch] = self.runner.batch_runner(int(batch))
+        return self._batch_runners[batch]
+
+    def batch_sizes(self, batches):
+        """Which of ``batches`` the runtime takes (a runner for each is made now, outside any timing)."""
+        return [b for b in batches if self._batch(b) is not None]
+
+    def time_batch(self, batch, calls, stretch=1.0):
+        """(calls, 2) seconds of calls on ``batch`` test images at once (:func:`qbench.measure.latency.time_phases`)."""
+        import numpy as np
+
+        from qbench.measure.latency import time_phases
+
+        runner = self._batch(batch)
+        x = np.take(self.inputs, np.arange(batch) % len(self.inputs), axis=0)
+        return time_phases(runner, x, calls, stretch)
+
+    def stream(self, start_at, seconds, stretch=1.0):
+        """One of several concurrent single-image streams: end-to-end calls back to back from ``start_at``
+        (``time.monotonic``, one clock for every process of the machine) for ``seconds``;
+        how many calls finished and the seconds they took."""
+        import time
+
+        from qbench.measure.inject import stretch_call
+
+        predict, x = stretch_call(self.runner.predict, stretch), self.inputs[:1]
+        while (wait := start_at - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.01))
+        t0 = time.perf_counter()
+        end, calls = t0 + seconds, 0
+        while time.perf_counter() < end:
+            predict(x)
+            calls += 1
+        return calls, time.perf_counter() - t0
 
     def os_threads(self):
         """How many threads this process has now (Linux): what ``--qbench-threads`` must change."""

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from qbench.core.fsutil import atomic_write_text
 from qbench.report import plots
-from qbench.report.tables import COSTS_NOTE, costs_cells, format_base_ratio, format_interval, format_value
+from qbench.report.tables import (
+    COSTS_NOTE,
+    costs_cells,
+    format_base_ratio,
+    format_best_throughput,
+    format_interval,
+    format_value,
+)
+from qbench.report.throughput_table import THROUGHPUT_NOTE, throughput_cells
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
@@ -61,6 +69,7 @@ def _summary_table(rows: list[dict]) -> str:
         "End-to-end median [ms] (95% CI)",
         "Invoke median [ms]",
         "p99 [ms]",
+        "Throughput [img/s]",
         "Size [KiB]",
         "Size reduction",
         "Status",
@@ -74,6 +83,7 @@ def _summary_table(rows: list[dict]) -> str:
             format_value(r.get("median_latency_ms"), ".3f") + format_interval(r, "median", ".3f"),
             format_value(r.get("invoke_median_ms"), ".3f"),
             format_value(r.get("p99_ms"), ".3f"),
+            format_best_throughput(r),
             format_value(r["size_bytes"] / 1024 if r.get("size_bytes") else None, ".0f"),
             format_value(r.get("size_reduction"), ".2f"),
             html.escape(r.get("status", "ok")),
@@ -85,6 +95,16 @@ def _summary_table(rows: list[dict]) -> str:
             + f"<td>{cells[-1]}</td></tr>"
         )
     return "\n".join(out) + "</table>"
+
+
+def _plain_table(header: list[str], body: list[list[str]]) -> str:
+    """A table of text cells, the first column a name and the rest numbers."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    cells = "".join(
+        "<tr>" + "".join(f"<td{'' if i == 0 else ' class=num'}>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in body
+    )
+    return f"<table><tr>{head}</tr>{cells}</table>"
 
 
 def _calibration_table(rows: list[dict]) -> str:
@@ -159,6 +179,7 @@ def write_html_report(
     layer_errors: dict[str, list[dict]] | None = None,
     class_names: list[str] | None = None,
     gate: dict | None = None,
+    selective: dict | None = None,
 ) -> Path:
     """Draw every figure into ``out_dir/figures`` and write ``out_dir/index.html``; returns its path."""
     out_dir = Path(out_dir)
@@ -197,12 +218,17 @@ def write_html_report(
                 "resident memory added by loading each variant and at its peak over the test split, beside its file size",
             )
         )
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in cost_header)
-        body = "".join(
-            "<tr>" + "".join(f"<td{'' if i == 0 else ' class=num'}>{html.escape(c)}</td>" for i, c in enumerate(cells)) + "</tr>"
-            for cells in cost_rows
+        parts.append(_plain_table(cost_header, cost_rows) + f"<p class='note'>{html.escape(COSTS_NOTE)}</p>")
+    tp_header, tp_rows = throughput_cells(rows)
+    if tp_rows:
+        parts.append("<h2>Throughput: batches and concurrent streams</h2>")
+        parts.append(
+            figure(
+                plots.throughput_by_batch(rows, figs / "throughput.png"),
+                "images per second by batch size, end to end; bars: range over blocks; star: concurrent streams",
+            )
         )
-        parts.append(f"<table><tr>{head}</tr>{body}</table><p class='note'>{html.escape(COSTS_NOTE)}</p>")
+        parts.append(_plain_table(tp_header, tp_rows) + f"<p class='note'>{html.escape(THROUGHPUT_NOTE)}</p>")
     if calibration:
         parts.append("<h2>Calibration study</h2>")
         parts.append(
@@ -212,6 +238,18 @@ def write_html_report(
             )
         )
         parts.append(_calibration_table(calibration))
+    if selective:
+        from qbench.measure.selective import SWEEP_NOTE, choice_line, table_cells
+
+        parts.append("<h2>Selective quantization: the worst-quantized operators kept in float</h2>")
+        parts.append(
+            figure(
+                plots.selective_sweep(selective, rows, figs / "selective.png"),
+                "accuracy against end-to-end median latency, one point per K; native and tflite-int8 for reference",
+            )
+        )
+        parts.append(_plain_table(*table_cells(selective)))
+        parts.append(f"<p>{html.escape(choice_line(selective))}</p><p class='note'>{html.escape(SWEEP_NOTE)}</p>")
     if layer_errors:
         parts.append("<h2>Per-layer quantization error</h2>")
         parts.append(

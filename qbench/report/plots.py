@@ -271,3 +271,55 @@ def memory_bars(rows: list[dict], out: Path) -> Path | None:
     ax.legend(fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out)
+
+
+def throughput_by_batch(rows: list[dict], out: Path) -> Path | None:
+    """Images per second against batch size, one line per variant (log-log; bars: the blocks' range); streams as
+    a marker at the right, a runtime that takes one image a call as a single point."""
+    measured = [r for r in rows if r.get("throughput") and any(isinstance(f, dict) for f in r["throughput"]["batches"].values())]
+    if not measured:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for r in measured:
+        points = sorted((int(b), f) for b, f in r["throughput"]["batches"].items() if isinstance(f, dict))
+        xs = [b for b, _ in points]
+        ys = [f["img_s"] for _, f in points]
+        err = [[f["img_s"] - f["range"][0] for _, f in points], [f["range"][1] - f["img_s"] for _, f in points]]
+        line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=r["variant"])
+        streams = r["throughput"].get("streams")
+        if streams:
+            ax.scatter([max(xs) * 1.6], [streams["img_s"]], marker="*", s=80, color=line[0].get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("images a call (batch); star: concurrent single-image streams")
+    ax.set_ylabel("images per second")
+    ax.set_title("Throughput by batch size (end to end)")
+    ax.legend(fontsize="small", ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, out)
+
+
+def selective_sweep(sweep: dict, rows: list[dict], out: Path) -> Path | None:
+    """Accuracy against end-to-end median latency, one point per K of the selective sweep (labelled), with
+    native and tflite-int8 (this run's rows) as reference points."""
+    points = [r for r in sweep["rows"] if r.get("median_ms") is not None]
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    ax.plot([p["median_ms"] for p in points], [p["accuracy"] for p in points], "o-", color="tab:purple", label="K kept in float")
+    for p in points:
+        label = f"K={p['k']}" + (" (chosen)" if p["chosen"] else "")
+        ax.annotate(label, (p["median_ms"], p["accuracy"]), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    for name, marker in (("native", "s"), ("tflite-int8", "D"), ("tflite-fp32", "^")):
+        row = next((r for r in rows if r["variant"] == name and r.get("median_latency_ms") and r.get("accuracy")), None)
+        if row is not None:
+            ax.scatter([row["median_latency_ms"]], [row["accuracy"]], marker=marker, s=60, label=name, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("end-to-end median latency [ms] (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Selective quantization: accuracy against latency by K")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, out)

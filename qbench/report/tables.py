@@ -8,6 +8,7 @@ from pathlib import Path
 from qbench import backends
 from qbench.core.fsutil import atomic_write_json, atomic_write_text
 from qbench.core.stats import sketch_ratio_ci
+from qbench.report.throughput_table import THROUGHPUT_NOTE, render_throughput
 
 
 def summarize(results: dict, baseline: str | None = None) -> list[dict]:
@@ -68,6 +69,10 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
                 "rounds": (r.latency or {}).get("rounds"),
                 "size_bytes": r.size_bytes,
                 **(r.costs or {}),
+                "throughput": r.throughput,
+                "throughput_img_s": (r.throughput or {}).get("best_img_s"),
+                "throughput_best": (r.throughput or {}).get("best"),
+                "throughput_b1_x_median": _b1_x_median(r),
                 "g_mean": r.metrics.get("g_mean") if r.metrics else None,
                 "precision": r.metrics.get("precision") if r.metrics else None,
                 "recall": r.metrics.get("recall") if r.metrics else None,
@@ -77,6 +82,13 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
             }
         )
     return rows
+
+
+def _b1_x_median(r) -> float | None:
+    """Batch-1 images per second x the median latency: 1 where a block's calls have no heavy tail."""
+    one = ((r.throughput or {}).get("batches") or {}).get("1")
+    median = (r.latency or {}).get("median")
+    return one["img_s"] * median if isinstance(one, dict) and median else None
 
 
 def format_value(value, spec: str) -> str:
@@ -90,6 +102,12 @@ def format_interval(row: dict, key: str, spec: str) -> str:
     """`` (low-high)`` of a row's 95 % interval (``median``: the median's; else a ``[low, high]`` field), or ``""``."""
     lo, hi = (row.get(f"{key}_ci_low_ms"), row.get(f"{key}_ci_high_ms")) if key == "median" else (row.get(key) or (None, None))
     return "" if lo is None else f" ({format(lo, spec)}-{format(hi, spec)})"
+
+
+def format_best_throughput(row: dict) -> str:
+    """The best of a row's throughputs with how it was reached, ``3120 (batch 32)`` (or ``n/a``)."""
+    best = row.get("throughput_img_s")
+    return "n/a" if best is None else f"{best:.0f} ({row['throughput_best']})"
 
 
 def format_base_ratio(comparison: dict) -> str:
@@ -109,6 +127,7 @@ def render_markdown(rows: list[dict]) -> str:
         "Invoke median [ms]",
         "p90 [ms]",
         "p99 [ms]",
+        "Throughput [img/s]",
         "Size [KiB]",
         "G-mean",
         "Status",
@@ -128,6 +147,7 @@ def render_markdown(rows: list[dict]) -> str:
             format_value(r.get("invoke_median_ms"), ".3f"),
             format_value(r.get("p90_ms"), ".3f"),
             format_value(r.get("p99_ms"), ".3f"),
+            format_best_throughput(r),
             format_value(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
             format_value(r["g_mean"], ".4f"),
             r.get("status", "ok"),
@@ -218,13 +238,20 @@ def render_confusion(matrix: list[list[int]], class_names: list[str] | None = No
     return "\n".join(lines) + "\n"
 
 
-def study_sections(calibration: list[dict] | None, layer_errors: dict[str, list[dict]] | None) -> str:
-    """The calibration study's table and each variant's worst layers, as Markdown sections."""
+def study_sections(
+    calibration: list[dict] | None, layer_errors: dict[str, list[dict]] | None, selective: dict | None = None
+) -> str:
+    """The calibration study's table, the selective sweep's and each variant's worst layers, as Markdown sections."""
     from qbench.measure import calibration_study, layer_error
 
     out = ""
     if calibration:
         out += "## Calibration study\n\n" + calibration_study.render_markdown(calibration) + "\n"
+    if selective:
+        from qbench.measure import selective as sweep
+
+        out += "## Selective quantization: the K worst-quantized operators kept in float\n\n"
+        out += sweep.render_markdown(selective) + "\n" + sweep.SWEEP_NOTE + "\n\n"
     if layer_errors:
         out += "## Per-layer quantization error (lowest SNR first)\n\n"
         out += "".join(layer_error.render_markdown(v, rows) + "\n" for v, rows in layer_errors.items())
@@ -241,6 +268,7 @@ def write_reports(
     harness_floor: dict | None = None,
     calibration: list[dict] | None = None,
     layer_errors: dict[str, list[dict]] | None = None,
+    selective: dict | None = None,
 ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
@@ -264,7 +292,8 @@ def write_reports(
         "block-bootstrap intervals over the interleaved rounds (speed boosts paired round by round).\n\n"
         + "".join(f"{note}\n\n" for note in notes)
         + (f"## Costs beyond one warm call\n\n{render_costs(rows)}\n{COSTS_NOTE}\n\n" if render_costs(rows) else "")
-        + study_sections(calibration, layer_errors)
+        + (f"## Throughput\n\n{render_throughput(rows)}\n{THROUGHPUT_NOTE}\n\n" if render_throughput(rows) else "")
+        + study_sections(calibration, layer_errors, selective)
         + "## Environment\n\n"
         + env_lines
         + confusion,
@@ -278,6 +307,7 @@ def write_reports(
             "harness_floor": harness_floor,
             "calibration_study": calibration or [],
             "layer_errors": layer_errors or {},
+            "selective_sweep": selective,
         },
     )
     return md, js
