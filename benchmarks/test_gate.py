@@ -39,6 +39,12 @@ from qbench.gate.verdicts import (
 )
 
 
+def _skip_if_new(qbench, variant: str, check: str) -> None:
+    """A variant the base revision does not have (added by the candidate) has nothing to be gated against."""
+    if qbench.base is not None and qbench.base.lacks(variant):
+        pytest.skip(f"{variant}: {check} not gated: new in this revision, not a variant at {qbench.base.label}")
+
+
 def _judge(qbench, verdict) -> None:
     qbench.record_verdict(verdict)
     if not verdict.ok:
@@ -47,6 +53,7 @@ def _judge(qbench, verdict) -> None:
 
 def test_accuracy_gate(qbench, qbench_gate, qbench_evaluation, variant):
     ev, gate = qbench_evaluation, qbench_gate
+    _skip_if_new(qbench, variant, "accuracy")
     if qbench.base is not None:
         base = qbench.base_predictions(variant)  # a base that cannot run fails here, in one line
         label = qbench.base.label
@@ -66,6 +73,7 @@ def test_latency_gate(qbench, qbench_gate, variant, pytestconfig):
         pytest.skip("benchmarks disabled or skipped: no latency to gate")
     budget = float(pytestconfig.getoption("benchmark_max_time")), int(pytestconfig.getoption("benchmark_min_rounds"))
     gate = qbench_gate
+    _skip_if_new(qbench, variant, "latency")
     if qbench.base is not None:
         label, mode = qbench.base.label, qbench.base.spec.mode
 
@@ -100,6 +108,7 @@ def test_memory_gate(qbench, qbench_gate, qbench_settings, variant, qbench_evalu
             f"{variant}: memory not gated: one worker's peak (--qbench-cost-samples {current['cost_samples']}); "
             "two or more give the spread the gate needs"
         )
+    _skip_if_new(qbench, variant, "memory")
     if qbench.base is not None:
         try:
             base = qbench.base_costs(variant)

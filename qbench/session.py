@@ -325,6 +325,8 @@ class QBenchSession:
             from qbench.measure.studies import selective_sweep
 
             self.selective_rows = selective_sweep(self)
+            if self.base is not None:  # the twin is the base's model at the same K
+                self.base.use_point(self.selective_rows["artifact"].variant, self.selective_rows["chosen"]["k"])
         return self.selective_rows
 
     def timer(self, variant: str, runner):

@@ -50,7 +50,8 @@ class WeightTensor:
     quantized_dimension: int
 
 
-def _opname(model, op) -> str:
+def operator_name(model, op) -> str:
+    """The builtin operator name of ``op`` (CONV_2D, QUANTIZE, ...)."""
     import tflite
 
     code = model.OperatorCodes(op.OpcodeIndex())
@@ -68,7 +69,7 @@ def weight_tensors(buf: bytes) -> list[WeightTensor]:
     out = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        name = _opname(model, op)
+        name = operator_name(model, op)
         if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or op.InputsLength() < 2:
             continue
         tensor = graph.Tensors(op.Inputs(1))
@@ -103,7 +104,7 @@ def op_outputs(buf: bytes) -> list[tuple[int, str, str]]:
         op = graph.Operators(i)
         for j in range(op.OutputsLength()):
             index = int(op.Outputs(j))
-            out.append((index, graph.Tensors(index).Name().decode(), _opname(model, op)))
+            out.append((index, graph.Tensors(index).Name().decode(), operator_name(model, op)))
     return out
 
 
@@ -116,7 +117,7 @@ def softmax_input_scales(buf: bytes) -> list[tuple[float, float]]:
     out = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        if _opname(model, op) != "SOFTMAX":
+        if operator_name(model, op) != "SOFTMAX":
             continue
         q = graph.Tensors(op.Inputs(0)).Quantization()
         if q is None or not q.ScaleLength():

@@ -149,6 +149,7 @@ class BaseTwins:
         self._predictions: dict = {}
         self.failures: dict[str, QBenchError] = {}
         self.code_root: Path | None = None
+        self.points: dict[str, int] = {}  # swept variant -> the point the candidate's sweep chose (use_point)
 
     @property
     def label(self) -> str:
@@ -242,6 +243,10 @@ class BaseTwins:
                 raise
         return self._manifest
 
+    def use_point(self, variant: str, point) -> None:
+        """The twin of a swept variant is the base's model at the point the candidate's sweep chose."""
+        self.points[variant] = point
+
     def artifact(self, variant: str) -> dict:
         if variant in self.failures:
             raise self.failures[variant]
@@ -250,10 +255,26 @@ class BaseTwins:
         except QBenchError as exc:
             raise self.fail(variant, "build", exc) from None
         entry = manifest["variants"].get(variant)
+        if entry is None and variant in manifest.get("points", {}):
+            entry = manifest["points"][variant].get(str(self.points.get(variant)))
+            if entry is None:
+                built = ", ".join(manifest["points"][variant])
+                why = f"no model at the point the sweep chose ({self.points.get(variant)}; it built {built})"
+                raise self.fail(variant, "build", QBenchError(why))
         if entry is None:
             why = manifest.get("missing", {}).get(variant, "not built")
             raise self.fail(variant, "build", QBenchError(why))
         return entry
+
+    def lacks(self, variant: str) -> bool:
+        """Whether the base revision has no such variant (new in the candidate: nothing to gate it against)."""
+        from qbench.measure.prepare import NOT_AT_REVISION
+
+        try:
+            manifest = self.manifest()
+        except QBenchError:
+            return False  # the build's failure is reported by the step that needs it
+        return manifest.get("missing", {}).get(variant) == NOT_AT_REVISION
 
     # --------------------------------------------------------------- run
     def runner(self, variant: str, session_inputs: dict):

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.manifest is not None and args.variants:
             known = set(backends.names())
             wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
-            missing = {v: "not a variant at this revision" for v in wanted if v not in known and v not in backends.groups()}
+            missing = {v: NOT_AT_REVISION for v in wanted if v not in known and v not in backends.groups()}
             args.variants = ",".join(v for v in wanted if v not in missing) or "all"
         settings = settings_from_options(lambda name: getattr(args, name.replace("-", "_")))
         dataset = load_session_dataset(settings, image_size_for(settings), progress if not child else lambda _m: None)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             raise QBenchError("the dataset changed while the benchmark was starting (fingerprint mismatch); run again")
         model_info = prepare_model(settings, dataset, progress)
         builder = VariantBuilder(model_info, dataset, settings, progress)
-        built = {}
+        built, points = {}, {}
         for variant in () if model_only else settings.variants:
             if child:
                 print(f"@variant {variant}", flush=True)  # the parent blames a crash on this variant
@@ -184,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 if backends.get(variant).swept:  # one model per point; the run chooses which is the row
-                    for k in settings.sweep_ks:
-                        builder.at_point(k).build(variant)
-                    missing[variant] = "built per K of the selective sweep; the run chooses which is the row"
+                    points[variant] = {str(k): builder.at_point(k).build(variant) for k in settings.sweep_ks}
                     continue
                 built[variant] = builder.build(variant)
             except Exception as exc:
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             sets = study.calibration_sets(dataset, settings.study_fractions, settings.seed)
             study.build_models(builder, sets, progress)
         if args.manifest is not None:
-            _write_manifest(args.manifest, model_info, dataset, built, missing)
+            _write_manifest(args.manifest, model_info, dataset, built, missing, points)
         if child and any(why.startswith("build failed") for why in missing.values()):
             return 3  # the parent has each failure's line (@failed); the others were built
     except QBenchError as exc:
@@ -210,12 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write_manifest(path: str, model_info, dataset, built: dict, missing: dict) -> None:
-    """What this revision built, for a run of another revision that measures it (:mod:`qbench.gate.base`)."""
+NOT_AT_REVISION = "not a variant at this revision"  # qbench.gate.base reads it: a variant new in the candidate
+
+
+def _write_manifest(path: str, model_info, dataset, built: dict, missing: dict, points: dict) -> None:
+    """What this revision built, for a run of another revision that measures it (:mod:`qbench.gate.base`);
+    a swept variant's models by point (``points``: variant -> K -> artifact), the run picking one."""
     from pathlib import Path
 
     import qbench
     from qbench.core.fsutil import atomic_write_json
+
+    def entry(art) -> dict:
+        return {"path": str(Path(art.path).resolve()), "meta": art.meta, "size_bytes": art.size_bytes}
 
     atomic_write_json(
         Path(path),
@@ -225,10 +230,8 @@ def _write_manifest(path: str, model_info, dataset, built: dict, missing: dict) 
             "preprocess": model_info.preprocess,
             "dataset_fingerprint": dataset.fingerprint(),
             "qbench": str(Path(qbench.__file__).resolve().parent),
-            "variants": {
-                name: {"path": str(Path(art.path).resolve()), "meta": art.meta, "size_bytes": art.size_bytes}
-                for name, art in built.items()
-            },
+            "variants": {name: entry(art) for name, art in built.items()},
+            "points": {name: {k: entry(art) for k, art in by_k.items()} for name, by_k in points.items()},
             "missing": missing,
         },
     )
