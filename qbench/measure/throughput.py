@@ -67,7 +67,7 @@ def stream_rounds(
             if name not in live:
                 continue
             try:
-                answers = live[name](time.monotonic() + 0.02, seconds)  # a common start, after the requests are out
+                answers = live[name](time.monotonic() + 0.01, seconds)  # a common start, after the requests are out
             except Exception as exc:
                 live.pop(name)
                 on_error(name, exc)
@@ -101,8 +101,12 @@ def summarize(batches: tuple[int, ...], batch_blocks: dict[int, list], streams: 
     return out
 
 
-ROUNDS = 5  # interleaved rounds of every (variant, batch) timer and of every variant's streams
-BLOCK_SECONDS = 0.04  # one timed block of a batch size; a stream round's window is twice that
+# What throughput adds to warm command 1 is a budget (at most 20 s, for every variant): five rounds of 30 ms
+# blocks per (variant, batch) timer took 6 s for 27 timers; four rounds of 50 ms stream windows 3-4 s.
+ROUNDS = 5  # interleaved rounds of every (variant, batch) timer
+BLOCK_SECONDS = 0.03  # one timed block of a batch size
+STREAM_ROUNDS = 4  # rounds of every variant's streams, after a warm-up round
+STREAM_SECONDS = 0.05  # one stream round's window
 
 
 def measure(session) -> dict[str, dict]:
@@ -171,7 +175,7 @@ def measure(session) -> dict[str, dict]:
             )
         session.progress(f"throughput: {streams} concurrent streams of {len(groups)} variants, in rotating rounds")
         try:
-            stream_rates = stream_rounds(groups, ROUNDS, 2 * BLOCK_SECONDS, failed, session.progress)
+            stream_rates = stream_rounds(groups, STREAM_ROUNDS, STREAM_SECONDS, failed, session.progress)
         finally:
             session.close_stream_partners()
 
