@@ -37,7 +37,9 @@ class Profile:
     # the calibration study's sweep (fractions of the train split), after the dl-in-iot quantization lab
     calibration_fractions: tuple[float, ...] = (0.01, 0.08, 0.3, 0.8)
     qat_epochs: int = 2  # quantization-aware fine-tuning of tflite-int8-qat
-    cost_samples: int = 3  # fresh workers each variant's load time, first call and memory are measured in
+    # fresh workers each variant's load time, first call and memory are measured in: two give the memory gate its
+    # spread; a third cost 7-8 s of warm command 1 (native's worker alone takes 4 s to start, load and evaluate)
+    cost_samples: int = 2
     throughput_batches: tuple[int, ...] = (1, 8, 32)  # images a call (qbench.measure.throughput)
     throughput_streams: int = 2  # concurrent single-image streams (0: not measured)
     selective_ks: tuple[int, ...] = (0, 1, 2, 4, 8)  # operators kept in float, one model each (qbench.measure.selective)
@@ -266,7 +268,7 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
         int,
         None,
         "fresh worker processes each variant's load time, first call and peak memory are measured in "
-        "(default 3: the variant's own worker and two more; smoke profile 1; 0: not measured)",
+        "(default 2: the variant's own worker and one more; smoke profile 1; 0: not measured)",
     ),
     (
         "throughput-batches",
