@@ -160,6 +160,7 @@ class Variant:
     timing_only: bool = False
     target_specific: bool = False
     swept: bool = False
+    kernel_isa: Callable[[frozenset], str] | None = None  # the widest ISA its kernels use here (qbench.backends.kernels)
     runtime_modules: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict, compare=False)
     origin: str = field(default="", compare=False)  # importable module that registers it (set by register())

@@ -14,6 +14,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
+from qbench.backends.kernels import fixed, float_dispatch
 from qbench.core.errors import QBenchError
 
 
@@ -105,6 +106,7 @@ register(
         load=lambda path, meta, threads, **_: NativeRunner(path, threads),
         runtime_modules=("tensorflow", "keras"),
         cache_key=_keras_versions,
+        kernel_isa=fixed("AVX (TensorFlow's Eigen kernels as the pip build compiled them)"),
         is_reference=True,
         lossless_tolerance=0.0,
         environment={"TF_ENABLE_ONEDNN_OPTS": "0"},
@@ -122,5 +124,6 @@ register(
         lossless_tolerance=1e-4,
         default=False,
         environment={"TF_ENABLE_ONEDNN_OPTS": "1"},
+        kernel_isa=lambda flags: f"{float_dispatch(flags)} (oneDNN JIT)",
     )
 )

@@ -20,6 +20,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant, requires_extra
+from qbench.backends.kernels import float_dispatch, int8_dispatch
 from qbench.core.errors import QBenchError, one_line
 from qbench.core.machine import installed_versions
 
@@ -141,6 +142,7 @@ register(
         lossless_tolerance=1e-3,
         default=False,
         group="peers",
+        kernel_isa=lambda flags: f"{float_dispatch(flags)} (MLAS)",
     )
 )
 register(
@@ -156,5 +158,6 @@ register(
         unavailable=requires_extra(("onnxruntime", "tf2onnx"), "peers"),
         default=False,
         group="peers",
+        kernel_isa=lambda flags: f"{int8_dispatch(flags)} (MLAS)",
     )
 )

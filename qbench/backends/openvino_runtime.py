@@ -30,6 +30,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant, requires_extra
+from qbench.backends.kernels import float_dispatch, int8_dispatch
 from qbench.core.errors import QBenchError, one_line
 from qbench.core.machine import installed_versions
 
@@ -145,6 +146,7 @@ register(
         lossless_tolerance=1e-3,
         default=False,
         group="peers",
+        kernel_isa=lambda flags: f"{float_dispatch(flags)} (oneDNN)",
     )
 )
 register(
@@ -164,5 +166,6 @@ register(
         unavailable=requires_extra(("openvino", "nncf"), "peers"),
         default=False,
         group="peers",
+        kernel_isa=lambda flags: f"{int8_dispatch(flags)} (oneDNN)",
     )
 )

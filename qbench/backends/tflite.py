@@ -21,6 +21,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
+from qbench.backends.kernels import fixed, float_dispatch, int8_dispatch
 from qbench.backends.quant import QParams
 from qbench.core.errors import QBenchError, one_line
 
@@ -193,6 +194,12 @@ class LiteRTRunner(Runner):
         return self if batch == self.input_shape[0] else LiteRTRunner(*self._args, batch=batch)
 
 
+def ruy_hybrid(flags: frozenset) -> str:
+    """Dynamic-range models run TFLite's hybrid kernels: int8 GEMMs through ruy, which picks its path by CPU."""
+    path = "AVX-512" if "avx512f" in flags else "AVX2/FMA" if {"avx2", "fma"} <= flags else "AVX"
+    return f"int8 x float hybrid kernels (ruy {path})"
+
+
 LITERT_MODULES = ("ai_edge_litert.interpreter",)  # what a LiteRT load imports (Variant.runtime_modules)
 
 
@@ -235,6 +242,7 @@ register(
         runtime_modules=LITERT_MODULES,
         cache_key=_tf_version,
         lossless_tolerance=1e-3,
+        kernel_isa=float_dispatch,
     )
 )
 register(
@@ -247,6 +255,7 @@ register(
         runtime_modules=LITERT_MODULES,
         cache_key=_tf_version,
         lossless_tolerance=5e-2,  # float16 weights: 2.1e-2 seen on the smoke model, predictions identical
+        kernel_isa=float_dispatch,
     )
 )
 register(
@@ -258,6 +267,7 @@ register(
         load=load_litert("tflite-dynamic"),
         runtime_modules=LITERT_MODULES,
         cache_key=_tf_version,
+        kernel_isa=ruy_hybrid,
     )
 )
 register(
@@ -271,6 +281,7 @@ register(
         load=load_litert("tflite-int8"),
         runtime_modules=LITERT_MODULES,
         cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
+        kernel_isa=int8_dispatch,
     )
 )
 register(
@@ -282,5 +293,6 @@ register(
         load=load_litert("tflite-int16x8"),
         runtime_modules=LITERT_MODULES,
         cache_key=lambda ctx: (_tf_version(ctx), ctx.calibration_key()),
+        kernel_isa=fixed("scalar C (LiteRT reference kernels: XNNPACK takes no 16-bit activations)"),
     )
 )

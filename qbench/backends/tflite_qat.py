@@ -18,6 +18,7 @@ from pathlib import Path
 
 from qbench.backends import register
 from qbench.backends.base import Variant
+from qbench.backends.kernels import int8_dispatch
 from qbench.backends.tflite import LITERT_MODULES, convert_tflite_integer, load_litert, tflite_io_params
 
 LEARNING_RATE = 1e-4
@@ -90,5 +91,6 @@ register(
             LEARNING_RATE,
             BATCH_SIZE,
         ),
+        kernel_isa=int8_dispatch,
     )
 )

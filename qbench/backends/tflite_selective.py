@@ -34,6 +34,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Variant
+from qbench.backends.kernels import int8_with_float
 from qbench.backends.tflite import LITERT_MODULES, load_litert, silence_stdout, tflite_io_params
 from qbench.core.errors import QBenchError
 
@@ -164,5 +165,6 @@ register(
         runtime_modules=LITERT_MODULES,
         cache_key=lambda ctx: (("tensorflow", version("tensorflow")), ctx.calibration_key(), ("k", ctx.sweep_point)),
         swept=True,
+        kernel_isa=int8_with_float,
     )
 )

@@ -27,6 +27,7 @@ import numpy as np
 
 from qbench.backends import register
 from qbench.backends.base import Runner, Variant
+from qbench.backends.kernels import fixed
 from qbench.backends.quant import QParams
 from qbench.backends.tflite import tflite_io_params
 from qbench.core.errors import QBenchError, one_line
@@ -213,6 +214,7 @@ def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
         ),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
         target_specific=True,  # compiled by LLVM for this CPU: a fleet compiles it on each machine
+        kernel_isa=fixed("AVX2 (target core-avx2: vpmaddwd, 256-bit)"),
         runtime_modules=("tvm", "tvm.relax"),
         **kw,
     )

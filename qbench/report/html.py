@@ -72,6 +72,7 @@ def _summary_table(rows: list[dict]) -> str:
         "Throughput [img/s]",
         "Size [KiB]",
         "Size reduction",
+        "Kernels (ISA here)",
         "Status",
     ]
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
@@ -86,6 +87,7 @@ def _summary_table(rows: list[dict]) -> str:
             format_best_throughput(r),
             format_value(r["size_bytes"] / 1024 if r.get("size_bytes") else None, ".0f"),
             format_value(r.get("size_reduction"), ".2f"),
+            html.escape(r.get("kernel_isa") or "n/a"),
             html.escape(r.get("status", "ok")),
         ]
         cls = ' class="failed"' if r.get("status", "ok") != "ok" else ""

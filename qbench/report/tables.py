@@ -28,6 +28,7 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
     known = backends.names()
     order = [v for v in known if v in results] + [v for v in results if v not in known]
     base_sketch = (base.latency or {}).get("sketch") if base else None
+    isa = kernel_isas(order)
     base_invoke = ((base.latency or {}).get("invoke") or {}) if base else {}
     for name in order:
         r = results[name]
@@ -73,6 +74,7 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
                 "throughput_img_s": (r.throughput or {}).get("best_img_s"),
                 "throughput_best": (r.throughput or {}).get("best"),
                 "throughput_b1_x_median": _b1_x_median(r),
+                "kernel_isa": isa.get(name),
                 "g_mean": r.metrics.get("g_mean") if r.metrics else None,
                 "precision": r.metrics.get("precision") if r.metrics else None,
                 "recall": r.metrics.get("recall") if r.metrics else None,
@@ -82,6 +84,18 @@ def summarize(results: dict, baseline: str | None = None) -> list[dict]:
             }
         )
     return rows
+
+
+def kernel_isas(names) -> dict[str, str]:
+    """Each registered variant's kernels' widest instruction set on this machine (:mod:`qbench.backends.kernels`)."""
+    from qbench.backends.kernels import machine_flags
+
+    flags, out = machine_flags(), {}
+    for name in names:
+        rule = backends.get(name).kernel_isa if name in backends.names() else None
+        if rule is not None:
+            out[name] = rule(flags)
+    return out
 
 
 def _b1_x_median(r) -> float | None:
@@ -130,6 +144,7 @@ def render_markdown(rows: list[dict]) -> str:
         "Throughput [img/s]",
         "Size [KiB]",
         "G-mean",
+        "Kernels (ISA here)",
         "Status",
     ]
     lines = [
@@ -150,6 +165,7 @@ def render_markdown(rows: list[dict]) -> str:
             format_best_throughput(r),
             format_value(r["size_bytes"] / 1024 if r["size_bytes"] else None, ".0f"),
             format_value(r["g_mean"], ".4f"),
+            r.get("kernel_isa") or "n/a",
             r.get("status", "ok"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
