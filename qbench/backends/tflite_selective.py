@@ -93,9 +93,11 @@ def rank_operators(model, calibration: np.ndarray, images: np.ndarray) -> tuple[
     ranking = []
     for name, metrics in verify.layer_statistics.items():
         tensor, _ = verify._get_operand_name_and_index(name)  # the float tensor's name: what denylisted_nodes takes
-        noise = max(float(metrics["noise"]), 1e-30)
-        ranking.append({"tensor": tensor, "op": ops.get(name, "?"), "snr_db": 10 * np.log10(float(metrics["signal"]) / noise)})
-    ranking.sort(key=lambda r: r["snr_db"])
+        signal, noise = float(metrics["signal"]), max(float(metrics["noise"]), 1e-30)
+        # no signal at all (a dead activation, as random weights give): ranked first, stored as None (JSON has no -inf)
+        snr = 10 * np.log10(signal / noise) if signal > 0 else None
+        ranking.append({"tensor": tensor, "op": ops.get(name, "?"), "snr_db": snr})
+    ranking.sort(key=lambda r: -np.inf if r["snr_db"] is None else r["snr_db"])
     return debugger, ranking
 
 
@@ -144,7 +146,7 @@ def build_selective(ctx, out: Path) -> dict:
         **tflite_io_params(out),
         "selective_k": int(k),
         "float_operators": [r["tensor"] for r in ranking[: int(k)]],
-        "ranking": [{**r, "snr_db": round(r["snr_db"], 3)} for r in ranking],
+        "ranking": [{**r, "snr_db": None if r["snr_db"] is None else round(r["snr_db"], 3)} for r in ranking],
         "ranking_split": "train",
         "ranking_images": int(min(len(ctx.calibration_indices()), DEBUG_IMAGES)),
         "calibration_samples": int(len(ctx.calibration_indices())),

@@ -89,7 +89,7 @@ def table_cells(sweep: dict) -> tuple[list[str], list[list[str]]]:
         ci = r.get("median_ci_ms")
         median = "n/a" if r["median_ms"] is None else f"{r['median_ms']:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
         kept = ", ".join(
-            f"{_short(t)} ({snr:.1f})" if snr is not None else _short(t)
+            f"{_short(t)} ({snr:.1f})" if snr is not None else f"{_short(t)} (no signal)"
             for t, snr in zip(r["float_operators"], r["float_snr_db"], strict=False)
         )
         body.append(
