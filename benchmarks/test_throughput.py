@@ -1,29 +1,32 @@
 """Images per second by batch size and with concurrent single-image streams (qbench.measure.throughput).
 
-Batch 1 in the variant's own worker makes the same calls its latency times,
-so its rate must agree with the rate the latency campaign's calls ran at
-(the median over its blocks of calls / seconds, the statistic throughput
-uses): within 10 %, or the throughput measurement is not measuring what it
-says.  Where they differ by more but their blocks' ranges overlap, the
-variant is too noisy here to tell (one line, skipped): ``tflite-dynamic``'s
-blocks spread 0.5-1.0x of their median on this VM; a batch-1 figure no block
-of the latency campaign reaches fails.  Against 1 / the median *call* it agrees only where a block's calls
-have no heavy tail; the summary records that product for every variant
-(``throughput_b1_x_median``: ``tflite-dynamic`` read 0.72 on the default
-model, the others 0.99-1.04, one run, docs/measurements.md).
+Batch 1 in the variant's own worker makes the same calls its latency
+times, and the latency call itself is timed in the same interleaved rounds
+(``latency_call``): the two rates must agree within 10 %, or the
+throughput measurement is not measuring what it says.  Where they differ
+by more but their blocks' ranges overlap, the variant is too noisy here to
+tell (one line, skipped); where no block of one reaches the other's, the
+test fails.
+
+Against 1 / the median latency of the run's latency campaign (another
+campaign, minutes earlier) the summary records the product
+(``throughput_b1_x_median``) rather than asserting it: a runtime can change
+speed between campaigns (LiteRT on the smoke model switched between about
+37 and 57 us a call on this VM), and a variant whose calls have a heavy
+tail reads below 1 (``tflite-dynamic``: 0.74 on the default model, one run,
+docs/measurements.md).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from qbench.measure.throughput import BATCH_1_ONLY, block_rates
+from qbench.measure.throughput import BATCH_1_ONLY
 
-AGREEMENT = 0.10  # batch-1 images per second over the latency campaign's, at most this far from 1
+AGREEMENT = 0.10  # batch-1 images per second over the latency call's, at most this far from 1
 
 
-def test_throughput(qbench, qbench_settings, variant, qbench_evaluation, pytestconfig):
+def test_throughput(qbench, qbench_settings, variant, qbench_evaluation):
     figures = qbench.throughput(variant)
     if figures is None:
         pytest.skip("throughput not measured (not isolated, or --qbench-throughput-batches none and no streams)")
@@ -32,20 +35,17 @@ def test_throughput(qbench, qbench_settings, variant, qbench_evaluation, pytestc
         assert fig == BATCH_1_ONLY or (fig["img_s"] > 0 and fig["range"][0] <= fig["img_s"] <= fig["range"][1]), (batch, fig)
     if qbench_settings.streams > 1:
         assert figures["streams"]["count"] == qbench_settings.streams and figures["streams"]["img_s"] > 0, figures
-    one = figures["batches"].get("1")
-    if not isinstance(one, dict):
+    one, call = figures["batches"].get("1"), figures.get("latency_call")
+    if not isinstance(one, dict) or call is None:
         pytest.skip(f"{variant}: batch 1 not measured (--qbench-throughput-batches {qbench_settings.batches})")
-    budget = float(pytestconfig.getoption("benchmark_max_time")), int(pytestconfig.getoption("benchmark_min_rounds"))
-    rates = block_rates(qbench.latency_blocks(variant, *budget, campaign=qbench.latest_campaign), 1)
-    campaign = float(np.median(rates))
-    ratio = one["img_s"] / campaign
+    ratio = one["img_s"] / call["img_s"]
     if abs(ratio - 1) <= AGREEMENT:
         return
-    low, high = one["range"]
+    (low, high), (c_low, c_high) = one["range"], call["range"]
     line = (
-        f"{variant}: batch-1 throughput {one['img_s']:.0f} img/s ({low:.0f}-{high:.0f}) against {campaign:.0f} img/s "
-        f"({min(rates):.0f}-{max(rates):.0f}) in its latency campaign's blocks: {ratio:.3f}x"
+        f"{variant}: batch-1 throughput {one['img_s']:.0f} img/s ({low:.0f}-{high:.0f}) against its latency call's "
+        f"{call['img_s']:.0f} img/s ({c_low:.0f}-{c_high:.0f}) in the same rounds: {ratio:.3f}x"
     )
-    if high >= min(rates) and low <= max(rates):  # the blocks of either overlap the other's: the variant's own noise
+    if high >= c_low and low <= c_high:  # the blocks of either overlap the other's: the variant's own noise
         pytest.skip(f"{line}, not within {AGREEMENT:.0%}, but the two overlap: too noisy to tell on this machine")
     pytest.fail(f"{line}, not within {AGREEMENT:.0%} and no block of one reaches the other's")

@@ -18,6 +18,7 @@ DEFAULT_VARIANTS = (
     "tflite-int8",
     "tflite-int16x8",
     "tflite-int8-qat",
+    "tflite-int8-selective",
     "tvm-avx2-int8",
 )
 

@@ -155,6 +155,7 @@ def test_sigkill_mid_build_mid_store_and_mid_report_leaves_nothing_partial(smoke
         "--benchmark-max-time=0.2",
         f"--benchmark-storage=file://{storage}",
         "--qbench-baseline-max-spread=100",  # a noisy CI runner must not refuse the stored run this test needs
+        "--qbench-throughput-batches=none",  # not what this test is about (CI minutes)
     )
     int8 = _artifact(build, "tflite-int8")
     int8.unlink()

@@ -105,17 +105,6 @@ def test_end_to_end_smoke_run(smoke_run, smoke_report):
     assert not [p for p in build.rglob(".*") if p.is_file() and not p.name.startswith(".crash-build-")]
 
 
-def test_second_run_reuses_the_cache(smoke_run):
-    build, first = smoke_run
-    assert first.returncode == 0
-    proc = run_pytest(
-        "benchmarks/test_accuracy.py", "--qbench-profile", "smoke", "--qbench-build-dir", str(build), "--benchmark-disable"
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "[qbench] using cached model" in proc.stdout
-    assert "training MobileNetV2" not in proc.stdout and "building " not in proc.stdout
-
-
 def test_pet_dataset_end_to_end(tmp_path):
     """The Oxford-IIIT Pet path, on a generated tree with three breeds.
 

@@ -196,7 +196,7 @@ def _driver(cluster: dict, build: Path, *extra: str, kill: str | None = None) ->
     model = next(build.glob("models/*/model.keras"))
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *FLEET_TESTS, "--qbench-profile=smoke"]
     cmd += [f"--qbench-variants={','.join(VARIANTS)}", "--benchmark-max-time=0.1", f"--qbench-build-dir={build}"]
-    cmd += ["--qbench-cost-samples=0", "--qbench-calibration-fractions=none"]
+    cmd += ["--qbench-cost-samples=0", "--qbench-calibration-fractions=none", "--qbench-throughput-batches=none"]
     # the same file as model and base: the twins share the candidate's artifacts, so each machine compiles TVM once
     cmd += [f"--qbench-model-path={model}", f"--qbench-base-model={model}", f"--qbench-fleet={cluster['address']}", *extra]
     proc = subprocess.Popen(cmd, cwd=REPO, env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -30,6 +30,7 @@ def test_gate_without_baseline_then_with_one_then_against_injected_regressions(s
         f"--benchmark-storage=file://{storage}",
         "--benchmark-compare",
         "--qbench-baseline-max-spread=100",  # CI machines are noisy; the spread rule has its own unit test
+        "--qbench-throughput-batches=none",  # not what this test is about (CI minutes)
     )
     machine = fingerprint.machine_id()
     runs = storage / machine

@@ -14,16 +14,19 @@ from tests.helpers import DEFAULT_VARIANTS, run_pytest
 
 
 def _run(build, *args):
+    paths = [a for a in args if a.startswith("benchmarks/")] or ["benchmarks"]
+    rest = [a for a in args if not a.startswith("benchmarks/")]
     return run_pytest(
-        "benchmarks", "--qbench-profile", "smoke", "--qbench-build-dir", str(build), "--benchmark-max-time", "0.3", *args
+        *paths, "--qbench-profile", "smoke", "--qbench-build-dir", str(build), "--benchmark-max-time", "0.3", *rest
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def crash_run(smoke_run):
+    """Every default variant beside the crashing ones, through the steps they crash in (accuracy and latency)."""
     build, first = smoke_run
     assert first.returncode == 0, first.stdout[-3000:]
-    return build, _run(build, "-p", "tests.crash_variants")
+    return build, _run(build, "-p", "tests.crash_variants", "benchmarks/test_accuracy.py", "benchmarks/test_latency.py")
 
 
 def test_native_crashes_fail_only_their_variant(crash_run):
@@ -60,6 +63,9 @@ def test_native_crashes_fail_only_their_variant(crash_run):
     # a fresh artifact its runtime refuses is that variant's failure, said once, not a stale cache rebuilt
     assert rows["load-error"]["status"].startswith("FAILED: load-error: the runtime cannot load"), rows["load-error"]
     assert "artifact unusable" not in out and out.count("building load-error") == 1
+    # the second run on the smoke run's build dir reused its cache: the model and every default variant
+    assert "[qbench] using cached model" in out and "training MobileNetV2" not in out
+    assert not [v for v in DEFAULT_VARIANTS if f"building {v} " in out], out[-3000:]
     # only the failing variants' tests failed
     failed = re.findall(r"^(?:FAILED|ERROR) \S+\[([^\]]+)\]", out, flags=re.M)
     assert failed and set(failed) <= {"crash-build", "crash-abort", "crash-segv", "load-error"}, failed
