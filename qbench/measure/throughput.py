@@ -205,6 +205,14 @@ def measure(session) -> dict[str, dict]:
         elif name in runners:
             per_batch = {b: blocks.get(batch_name(name, b)) for b in supported[name]}
             out[name] = summarize(batches, per_batch, streams, stream_rates.get(name))
-            if blocks.get(reference_name(name)):
-                out[name]["latency_call"] = rate_figures(block_rates(blocks[reference_name(name)], 1))
+            ref, one = blocks.get(reference_name(name)), blocks.get(batch_name(name, 1))
+            if ref:
+                out[name]["latency_call"] = rate_figures(block_rates(ref, 1))
+            if ref and one and len(ref) == len(one):  # round by round: block i of both is from round i, adjacent in it
+                paired = [a / b for a, b in zip(block_rates(one, 1), block_rates(ref, 1), strict=True)]
+                out[name]["batch_1_vs_latency_call"] = {
+                    "median": float(np.median(paired)),
+                    "range": [float(min(paired)), float(max(paired))],
+                    "rounds": len(paired),
+                }
     return out
