@@ -89,6 +89,14 @@ class Runner:
         """
         return self if batch == 1 else None
 
+    def reshaped_for(self, batch: int) -> Runner:
+        """A shallow copy checked against ``batch`` images: for a runtime whose loaded model already takes any batch."""
+        import copy
+
+        runner = copy.copy(self)
+        runner.input_shape = (int(batch), *self.input_shape[1:])
+        return runner
+
     def describe(self) -> dict:
         """What the parent process needs to know about a runner living in a worker."""
         return {

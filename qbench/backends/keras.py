@@ -62,11 +62,7 @@ class NativeRunner(Runner):
 
     def batch_runner(self, batch: int) -> Runner:
         """The same concrete function (its batch dimension is free), checked against ``batch`` images."""
-        import copy
-
-        runner = copy.copy(self)
-        runner.input_shape = (int(batch), *self.input_shape[1:])
-        return runner
+        return self.reshaped_for(batch)
 
     def keras_predict(self, x):
         """What Kenning times as its native baseline (a reference, never a row)."""

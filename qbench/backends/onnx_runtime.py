@@ -101,11 +101,7 @@ class ONNXRuntimeRunner(Runner):
         """The same session with ``batch`` images a call, if the model's batch dimension is free."""
         if batch == 1 or not self._free_batch:
             return super().batch_runner(batch)
-        import copy
-
-        runner = copy.copy(self)
-        runner.input_shape = (int(batch), *self.input_shape[1:])
-        return runner
+        return self.reshaped_for(batch)
 
 
 def _output_grid_step(path: Path, output: str) -> float | None:
