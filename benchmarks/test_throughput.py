@@ -1,12 +1,16 @@
 """Images per second by batch size and with concurrent single-image streams (qbench.measure.throughput).
 
 Batch 1 in the variant's own worker makes the same calls its latency
-times, and the latency call itself is timed in the same interleaved rounds
-(``latency_call``), right before it in every round: paired round by round,
-the median of the two rates' ratio must be within 10 % of 1, or the
-throughput measurement is not measuring what it says.  Where it is not but
-some rounds agree, the variant is too noisy here to tell (one line,
-skipped); where no round agrees, the test fails.
+times.  In every round of the throughput campaign the latency call and a
+batch-1 call are also made in turn, call by call, in that worker
+(``batch_1_vs_latency_call``): the median over rounds of their median
+calls' ratio must be within 10 % of 1, or the batch path is not making the
+call it says.  Where it is not but some round agrees, the variant is too
+noisy here to tell (one line, skipped); where no round agrees, the test
+fails.  Calls in turn, because adjacent blocks were not alike enough:
+LiteRT's rounds on the smoke model read 0.73-2.6x apart (its speed modes)
+and tflite-dynamic's 0.07-0.55x on another VM (its 2-thread tail), and
+both failed CI runs.
 
 Against 1 / the median latency of the run's latency campaign (another
 campaign, minutes earlier) the summary records the product
@@ -43,8 +47,8 @@ def test_throughput(qbench, qbench_settings, variant, qbench_evaluation):
     if abs(ratio - 1) <= AGREEMENT:
         return
     line = (
-        f"{variant}: batch-1 throughput {one['img_s']:.0f} img/s against its latency call's {call['img_s']:.0f} img/s "
-        f"right before it: {ratio:.3f}x, round by round {low:.3f}-{high:.3f}x over {paired['rounds']} rounds"
+        f"{variant}: a batch-1 call against the latency call, made in turn: {ratio:.3f}x its rate (median calls), "
+        f"round by round {low:.3f}-{high:.3f}x over {paired['rounds']} rounds"
     )
     if low <= 1.0 <= high:  # some rounds agree: the variant's own noise, not the measurement
         pytest.skip(f"{line}, not within {AGREEMENT:.0%}, but some rounds agree: too noisy to tell on this machine")

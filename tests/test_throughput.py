@@ -86,3 +86,34 @@ def test_known_speeds_read_as_they_are(smoke_run, tmp_path):
     assert sleep["best"] == "batch 8" and rows["test-sleep-2ms"]["throughput_img_s"] == sleep["batches"]["8"]["img_s"]
     assert noop["batches"]["8"] == throughput.BATCH_1_ONLY and noop["streams"]["count"] == 2
     assert "Batch 8 [img/s]" in out and "2 streams [img/s]" in out  # the throughput table, in the terminal
+
+
+class _Sleeps:
+    """A runner whose call sleeps ``seconds`` (prepare, invoke and dequantize_output as Runner chains them)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def prepare(self, x):
+        return x
+
+    def invoke(self, x):
+        import time
+
+        time.sleep(self.seconds)
+        return x
+
+    def dequantize_output(self, raw):
+        return raw
+
+
+def test_a_batch_path_slower_than_the_latency_call_reads_so_call_by_call():
+    from qbench.measure.latency import time_alternating
+
+    x = np.zeros((1, 2))
+    rounds = [time_alternating([(_Sleeps(0.001), x), (_Sleeps(0.003), x)], 6) for _ in range(3)]
+    assert all(r.shape == (6, 2) for r in rounds)
+    agreement = throughput.batch_1_agreement(rounds)
+    assert agreement["rounds"] == 3 and 0.2 <= agreement["median"] <= 0.45, agreement  # ~1 ms / 3 ms: the check fails
+    same = throughput.batch_1_agreement([time_alternating([(_Sleeps(0.002), x), (_Sleeps(0.002), x)], 6)])
+    assert 0.8 <= same["median"] <= 1.25, same

@@ -310,6 +310,10 @@ class RemoteRunner:
         """(calls, 2) seconds of end-to-end calls on ``batch`` images at once, timed in the worker."""
         return self.worker.request(self.step, "time_batch", batch=batch, calls=calls, stretch=stretch)
 
+    def time_batch_1_against_call(self, calls: int, stretch: float = 1.0):
+        """(calls, 2) seconds: the latency call and a batch-1 call in turn, call by call, timed in the worker."""
+        return self.worker.request(self.step, "time_batch_1_against_call", calls=calls, stretch=stretch)
+
     def os_threads(self) -> int:
         """The worker's OS thread count (Linux), e.g. after timing: the runtime's pool is in it."""
         return self.worker.request(self.step, "os_threads")
