@@ -31,6 +31,15 @@ def test_litert_int8_and_tvm_avx2_are_on_equal_terms_only_without_vnni():
     assert litert(AVX2_ONLY).startswith("AVX2") and tvm(AVX2_ONLY).startswith("AVX2")
 
 
+def test_tvm_host_is_on_litert_int8s_terms_on_every_kind_of_cpu():
+    from qbench.backends.tvm import vnni_lanes
+
+    litert, host = backends.get("tflite-int8").kernel_isa, backends.get("tvm-host-int8").kernel_isa
+    for flags, lanes in ((VNNI, (16, 8)), (AVX_VNNI_ONLY, (8,)), (AVX2_ONLY, ())):
+        assert vnni_lanes(flags) == lanes
+        assert host(flags).split(" (")[0] == litert(flags).split(" (")[0], (host(flags), litert(flags))
+
+
 def test_every_default_variant_names_its_kernels_in_the_table():
     from qbench.measure.results import VariantResult
     from qbench.report.tables import render_markdown, summarize

@@ -10,7 +10,10 @@ Three layers:
 2. One-op int8 models (CONV_2D with per-channel scales, 3x3 and 1x1,
    DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's
    full-integer PTQ (the 1x1 convolution and one dense layer are shaped to
-   take the ``vpmaddwd`` kernel of :mod:`qbench.tvm.avx2_int8_kernels`):
+   take the ``vpmaddwd`` kernel of :mod:`qbench.tvm.avx2_int8_kernels`, and
+   three ``-vnni`` ones the ``vpdpbusd`` kernels of
+   :mod:`qbench.tvm.vnni_int8_kernels`, compiled for this CPU and skipped in
+   one line where it has no VNNI):
    hypothesis draws int8 inputs, and the lowered TVM module must return
    what LiteRT's *reference* kernels return, with no float convolution or
    matmul left in it.
@@ -173,6 +176,15 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "dense-pairs":  # the vpmaddwd kernel
         x = keras.Input((24,))
         y = L.Dense(16)(x)
+    elif kind == "pointwise-vnni":  # IC a multiple of 4, OC of 16: vpdpbusd, 16 lanes (8 on AVX-VNNI)
+        x = keras.Input((5, 6, 12))
+        y = L.Conv2D(32, 1, activation="relu6")(x)
+    elif kind == "pointwise-vnni-256":  # OC a multiple of 8, not 16: vpdpbusd, 8 lanes
+        x = keras.Input((4, 4, 8))
+        y = L.Conv2D(24, 1)(x)
+    elif kind == "dense-vnni":
+        x = keras.Input((20,))
+        y = L.Dense(16)(x)
     elif kind == "add":
         x = [keras.Input((5, 5, 4)), keras.Input((5, 5, 4))]
         y = L.Add()([x[0], L.Lambda(lambda t: t * 3.0)(x[1])])
@@ -182,9 +194,23 @@ def _one_op_keras(kind: str, seed: int):
     return keras.Model(x, y)
 
 
+HOST_VNNI = None  # the host CPU's vpdpbusd lanes (qbench.backends.tvm.host_target), found once
+
+
+def _host():
+    global HOST_VNNI
+    from qbench.backends.kernels import machine_flags
+    from qbench.backends.tvm import host_target
+
+    if HOST_VNNI is None:
+        HOST_VNNI = host_target(1, machine_flags())
+    return HOST_VNNI
+
+
 @functools.cache
 def _one_op_case(kind: str, seed: int):
-    """(int8 .tflite bytes, lowered-and-compiled TVM function, LiteRT reference interpreter, lowering counts)."""
+    """(int8 .tflite bytes, lowered-and-compiled TVM function, LiteRT reference interpreter, lowering counts);
+    a ``-vnni`` kind is compiled for this CPU with its ``vpdpbusd`` kernels."""
     import tensorflow as tf
     import tvm
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -207,9 +233,10 @@ def _one_op_case(kind: str, seed: int):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     buf = converter.convert()
-    mod, counts = relax_module(buf)
+    spec, vnni = _host() if "vnni" in kind else (tvm_target_spec(1), ())
+    mod, counts = relax_module(buf, vnni)
     assert not float_compute_ops(mod), f"{kind}: float compute left after lowering: {float_compute_ops(mod)}"
-    target = tvm.target.Target(tvm_target_spec(1))
+    target = tvm.target.Target(spec)
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, 0)), tvm.cpu())
     ref = Interpreter(model_content=buf, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     ref.allocate_tensors()
@@ -232,6 +259,9 @@ EXPECTED_PATTERN = {
     "dense-pairs": ("dense", "via vpmaddwd"),
     "add": ("add", "mul"),  # the second input goes through a MUL first
     "mean": ("mean",),
+    "pointwise-vnni": ("conv2d", "via vpdpbusd x16"),
+    "pointwise-vnni-256": ("conv2d", "via vpdpbusd x8"),
+    "dense-vnni": ("dense", "via vpdpbusd x16"),
 }
 
 
@@ -241,6 +271,11 @@ EXPECTED_PATTERN = {
 def test_lowered_op_matches_litert_reference_kernels(kind, seed, data):
     import tvm
 
+    if "vnni" in kind:
+        lanes = _host()[1]
+        want_lanes = 8 if kind.endswith("-256") else 16
+        if want_lanes not in lanes:
+            pytest.skip(f"this CPU has no {want_lanes}-lane vpdpbusd (AVX-512 VNNI / AVX-VNNI): lanes {lanes or 'none'}")
     _, fn, ref, counts = _one_op_case(kind, seed)
     assert counts == {pattern: 1 for pattern in EXPECTED_PATTERN[kind]}, counts
     details = sorted(ref.get_input_details(), key=lambda d: d["index"])

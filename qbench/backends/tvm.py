@@ -56,8 +56,54 @@ def compiler_digest(root: Path = _QBENCH_ROOT) -> str:
     return stable_hash(*((root / name).read_bytes() for name in _COMPILER_MODULES))
 
 
-def tvm_target_spec(threads: int) -> dict:
-    return {"kind": "llvm", "mcpu": TVM_MCPU, "num-cores": int(threads)}
+def tvm_target_spec(threads: int, mcpu: str = TVM_MCPU) -> dict:
+    return {"kind": "llvm", "mcpu": mcpu, "num-cores": int(threads)}
+
+
+def vnni_lanes(flags: frozenset) -> tuple[int, ...]:
+    """The int32 lanes of ``vpdpbusd`` a CPU with ``flags`` offers: 16 (AVX-512 VNNI) and 8 (its 256-bit
+    form with AVX-512VL, or AVX-VNNI); () for neither."""
+    lanes = []
+    if "avx512_vnni" in flags:
+        lanes.append(16)
+    if ("avx512_vnni" in flags and "avx512vl" in flags) or "avx_vnni" in flags:
+        lanes.append(8)
+    return tuple(lanes)
+
+
+def host_isa_key() -> tuple:
+    """What decides ``tvm-host-int8``'s code without importing TVM: the CPU's vendor, family and model
+    (LLVM names the CPU from them) and its speed-relevant ISA flags, for the cache key."""
+    from qbench.core.machine import parse_cpuinfo, read_cpuinfo
+
+    info = parse_cpuinfo(read_cpuinfo())
+    return tuple(sorted((k, str(v)) for k, v in info.items() if k != "cpu_mhz"))
+
+
+def host_target(threads: int, flags: frozenset) -> tuple[dict, tuple[int, ...]]:
+    """The LLVM target for this CPU (the CPU name LLVM detects) and the ``vpdpbusd`` lanes to use:
+    those the CPU's flags offer and LLVM agrees the named CPU has."""
+    from tvm.target import codegen
+
+    mcpu = str(codegen.llvm_get_system_cpu())
+    spec = tvm_target_spec(threads, mcpu)
+    lanes = vnni_lanes(flags)
+    if lanes:
+        import tvm
+
+        needed = "avx512vnni" if 16 in lanes else "avxvnni"
+        if not codegen.llvm_cpu_has_features([needed], tvm.target.Target(spec)):
+            lanes = ()
+    return spec, lanes
+
+
+def describe_host(lanes, mcpu: str = "this CPU's name") -> str:
+    """How ``tvm-host-int8`` is built for a CPU with these ``vpdpbusd`` lanes, for the ISA column."""
+    if 16 in lanes:
+        return f"AVX-512 VNNI (target {mcpu}: vpdpbusd, 512-bit)"
+    if 8 in lanes:
+        return f"AVX-VNNI (target {mcpu}: vpdpbusd, 256-bit)"
+    return f"AVX2 (target {mcpu}: vpmaddwd; no VNNI on this CPU, the kernels of tvm-avx2-int8)"
 
 
 def cpu_has_avx2() -> bool:
@@ -82,33 +128,37 @@ def import_tflite(tflite_bytes: bytes):
         raise QBenchError(f"TVM's TFLite frontend rejected the model: {type(exc).__name__}: {one_line(exc, 300)}") from None
 
 
-def relax_module(tflite_bytes: bytes):
-    """The module qbench compiles: ``from_tflite``'s, with int8 patterns lowered to integer ops.
-    Returns (module, how many of each pattern were lowered)."""
+def relax_module(tflite_bytes: bytes, vnni: tuple[int, ...] = ()):
+    """The module qbench compiles: ``from_tflite``'s, with int8 patterns lowered to integer ops
+    (``vnni``: the ``vpdpbusd`` lanes the target offers). Returns (module, how many of each pattern were lowered)."""
     from qbench.tvm.int8_lowering import lower_int8
 
-    return lower_int8(import_tflite(tflite_bytes))
+    return lower_int8(import_tflite(tflite_bytes), vnni)
 
 
-def compile_tvm(tflite_bytes: bytes, out_so: Path, threads: int, tuning: list[Path] = ()) -> dict:
-    """Relax TFLite frontend -> integer lowering -> fused CPU pipeline for AVX2, each kernel scheduled
-    from the ``tuning`` databases (:mod:`qbench.tvm.tuning`) or by the default rule -> export_library(.so).
-    Returns metadata."""
+def compile_tvm(
+    tflite_bytes: bytes, out_so: Path, threads: int, tuning: list[Path] = (), spec: dict | None = None, vnni: tuple[int, ...] = ()
+) -> dict:
+    """Relax TFLite frontend -> integer lowering -> fused CPU pipeline for ``spec`` (default AVX2), each
+    kernel scheduled from the ``tuning`` databases (:mod:`qbench.tvm.tuning`) or by the default rule ->
+    export_library(.so). Returns metadata."""
     import tvm
 
     from qbench.tvm.cpu_schedule import cpu_pipeline
     from qbench.tvm.tuning_database import open_database
 
-    mod, lowered = relax_module(tflite_bytes)
-    target = tvm.target.Target(tvm_target_spec(threads))
+    spec = spec or tvm_target_spec(threads)
+    mod, lowered = relax_module(tflite_bytes, vnni)
+    target = tvm.target.Target(spec)
     applied = {"tuned": 0}
-    pipeline = cpu_pipeline(target, database=open_database(list(tuning)), applied=applied)
+    pipeline = cpu_pipeline(target, database=open_database(list(tuning), spec["mcpu"]), applied=applied)
     executable = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     # without the DWARF TVM's LLVM codegen emits (41 % of the 64x64 int8 .so): nothing loads it at run
     # time; the symbol table stays, so profilers still name the kernels
     executable.export_library(str(out_so), options=["-Wl,--strip-debug"])
     return {
-        "target": tvm_target_spec(threads),
+        "target": spec,
+        "vnni_lanes": list(vnni),
         "tvm_target": str(target),
         "tvm_version": tvm.__version__,
         "pipeline": TVM_PIPELINE,
@@ -176,18 +226,22 @@ class TVMRunner(Runner):
         return self.invoke(self._tvm.runtime.tensor(np.ascontiguousarray(raw_input, dtype=self._in_dtype), self._dev))
 
 
-def _build_from(source: str):
-    """Compile ``source``'s ``.tflite`` artifact with TVM."""
+def _build_from(source: str, host: bool = False):
+    """Compile ``source``'s ``.tflite`` artifact with TVM, for AVX2 or (``host``) for this CPU."""
 
     def build(ctx, out: Path) -> dict:
+        from qbench.backends.kernels import machine_flags
+
         model = ctx.artifact(source)
         meta = tflite_io_params(model.path)
         tuning = database_dirs(ctx.settings.build_dir)
+        spec, vnni = host_target(ctx.settings.threads, machine_flags()) if host else (tvm_target_spec(ctx.settings.threads), ())
         ctx.progress(
-            f"compiling {model.path.name} with TVM for {TVM_MCPU}"
+            f"compiling {model.path.name} with TVM for {spec['mcpu']}"
+            + (f" (vpdpbusd, {'/'.join(map(str, vnni))} int32 lanes)" if vnni else "")
             + (f" (tuned kernels from {', '.join(map(str, tuning))})" if tuning else "")
         )
-        meta.update(compile_tvm(model.path.read_bytes(), out, ctx.settings.threads, tuning))
+        meta.update(compile_tvm(model.path.read_bytes(), out, ctx.settings.threads, tuning, spec, vnni))
         if tuning:
             tuned = meta["tuning"]["tuned_kernels"]
             ctx.progress(f"TVM: {tuned} kernels of {model.path.name} took their schedule from a tuning database")
@@ -197,24 +251,24 @@ def _build_from(source: str):
     return build
 
 
-def _tvm_variant(name: str, source: str, description: str, **kw) -> Variant:
+def _tvm_variant(name: str, source: str, description: str, host: bool = False, **kw) -> Variant:
+    kw.setdefault("kernel_isa", fixed("AVX2 (target core-avx2: vpmaddwd, 256-bit)"))
     return Variant(
         name=name,
         description=description,
         suffix=".so",
-        build=_build_from(source),
+        build=_build_from(source, host),
         load=lambda path, meta, threads, **_: TVMRunner(path, meta, threads, name),
         derives_from=source,
         cache_key=lambda ctx: (
             version("apache-tvm"),
-            tvm_target_spec(ctx.settings.threads),
+            tvm_target_spec(ctx.settings.threads) if not host else ("host", host_isa_key(), ctx.settings.threads),
             TVM_PIPELINE,
             compiler_digest(),
             database_digest(database_dirs(ctx.settings.build_dir)),
         ),
         unavailable=lambda: None if cpu_has_avx2() else "this CPU has no AVX2",
         target_specific=True,  # compiled by LLVM for this CPU: a fleet compiles it on each machine
-        kernel_isa=fixed("AVX2 (target core-avx2: vpmaddwd, 256-bit)"),
         runtime_modules=("tvm", "tvm.relax"),
         **kw,
     )
@@ -226,6 +280,17 @@ register(
         "tflite-int8",
         'Apache TVM (Relax `from_tflite`) compiling the int8 `.tflite` for `{"kind": "llvm", "mcpu": "core-avx2"}`, '
         "exported as a `.so`",
+    )
+)
+register(
+    _tvm_variant(
+        "tvm-host-int8",
+        "tflite-int8",
+        "Apache TVM compiling the int8 `.tflite` for this CPU (the LLVM CPU name TVM detects), with "
+        "`vpdpbusd` kernels where the CPU has AVX-512 VNNI or AVX-VNNI, AVX2's `vpmaddwd` where it has neither",
+        host=True,
+        kernel_isa=lambda flags: describe_host(vnni_lanes(flags)),
+        default=False,
     )
 )
 # Selected by name: the float model through the same TVM pipeline, so what integer arithmetic buys

@@ -119,8 +119,18 @@ def register_intrinsic() -> str:
     return INTRIN
 
 
-def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, pixels: int | None = None, attach=None) -> None:
-    """Output channels split by 8 and tensorized with the pair reduction, ``output_blocks`` blocks of
+def schedule_block(
+    sch,
+    info,
+    parallel: bool,
+    output_blocks: int | None = None,
+    pixels: int | None = None,
+    attach=None,
+    lanes: int = LANES,
+    intrin=register_intrinsic,
+) -> None:
+    """Output channels split by ``lanes`` (8) and tensorized (``intrin()``'s name) with the inner
+    reduction (an input pair here; a quad for :mod:`qbench.tvm.vnni_int8_kernels`), ``output_blocks`` blocks of
     8 per input pair (by default the most of :data:`OUTPUT_BLOCKS` that divides the channel count;
     a count that does not divide it falls back to that); the pixel loops outermost.  With ``pixels``
     (dividing the innermost pixel loop), that many neighbouring pixels share each input pair's
@@ -130,7 +140,7 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, 
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
     pair, k = [it.loop_rv for it in info.iters if it.kind == "R"]
-    oc_outer, oc_inner = sch.split(oc, [None, LANES])
+    oc_outer, oc_inner = sch.split(oc, [None, lanes])
     blocks = int(sch.get(oc_outer).extent)
     unrolled = (
         output_blocks if output_blocks and blocks % output_blocks == 0 else next(b for b in OUTPUT_BLOCKS if blocks % b == 0)
@@ -146,7 +156,7 @@ def schedule_block(sch, info, parallel: bool, output_blocks: int | None = None, 
     if attach:  # before tensorizing: TVM cannot compute a consumer at a tensorized block's loop
         attach(oc_outer)
     sch.decompose_reduction(block, pair)
-    sch.tensorize(oc_inner, register_intrinsic())
+    sch.tensorize(oc_inner, intrin())
     sch.unroll(oc_unrolled)
     for loop in neighbours:
         sch.unroll(loop)

@@ -51,6 +51,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
     from tvm.s_tir.dlight import normalize_prim_func, try_inline
 
     from qbench.tvm import avx2_int8_kernels as avx2
+    from qbench.tvm import vnni_int8_kernels as vnni
 
     infos = normalize_prim_func(sch)
     if infos is None:
@@ -59,10 +60,15 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
     def name(block_rv) -> str:
         return sch.get(block_rv).name_hint
 
-    # a vpmaddwd block must read its int16 data from a buffer: keep its producers out of inlining
+    def dot_block(block_rv):
+        """The kernel module of a tensorized dot-product block (vpmaddwd or vpdpbusd), or None."""
+        n = name(block_rv)
+        return avx2 if n.startswith(avx2.BLOCK) else vnni if n.startswith(vnni.BLOCK) else None
+
+    # a vpmaddwd / vpdpbusd block must read its data from a buffer: keep its producers out of inlining
     keep = set()
     for info in infos:
-        if name(info.block_rv).startswith(avx2.BLOCK):
+        if dot_block(info.block_rv):
             keep.add(name(info.block_rv))
             keep.update(name(b) for b in sch.get_producers(info.block_rv))
     kept = [i for i in infos if name(i.block_rv) in keep]
@@ -86,7 +92,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         # an elementwise iteration (a requantize) costs about what a reduction's whole inner step does
         threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
         parallel = knobs.parallel if knobs.parallel is not None else work is not None and work >= threshold
-        if name(block).startswith(avx2.BLOCK):
+        if (kernels := dot_block(block)) is not None:
             consumers = sch.get_consumers(block)
             attach = None
             if knobs.epilogue_in_loop is not False:
@@ -94,7 +100,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
                 def attach(loop, consumers=consumers):
                     attached.update(_attach_epilogue(sch, consumers, loop))
 
-            avx2.schedule_block(sch, info, parallel, knobs.output_blocks, knobs.pixels, attach)
+            kernels.schedule_block(sch, info, parallel, knobs.output_blocks, knobs.pixels, attach)
             continue
         if outer and parallel:
             outer = [sch.fuse(*outer)]

@@ -9,7 +9,8 @@ patterns into what TFLite's reference kernels compute:
   multiplied with the int8 weights into int32, plus the int32 bias, then
   requantized per output channel, through the kernels of
   :mod:`qbench.tvm.avx2_int8_kernels` (``vpmaddwd`` pairs for 1x1 and dense,
-  int16 products for KxK and depthwise; Relax's int32 ``conv2d``/``matmul``
+  or ``vpdpbusd`` quads from :mod:`qbench.tvm.vnni_int8_kernels` on a VNNI
+  target; int16 products for KxK and depthwise; Relax's int32 ``conv2d``/``matmul``
   where a shape does not fit them);
 * ADD and MUL: TFLite's integer formulas (for ADD: both inputs shifted left by
   20 bits and rescaled, summed, rescaled again);
@@ -123,6 +124,7 @@ class _Lowering:
     """What one :func:`lower_int8` call accumulates: pattern counts, and the kernels it adds."""
 
     builder: object  # a relax.BlockBuilder over the module: it types the kernels' GlobalVars
+    vnni: tuple[int, ...] = ()  # int32 lanes of the CPU's vpdpbusd (16: AVX-512 VNNI, 8: AVX-VNNI or VL); () for none
     counts: Counter = field(default_factory=Counter)
     kernels: dict = field(default_factory=dict)  # (name, key) -> GlobalVar
 
@@ -135,11 +137,14 @@ class _Lowering:
 
 
 def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
-    """The int32 accumulator of a pointwise conv2d or dense through :mod:`qbench.tvm.avx2_int8_kernels`
-    (``call_tir`` of a ``vpmaddwd`` kernel), or None when the op does not qualify."""
+    """The int32 accumulator of a pointwise conv2d or dense through a dot-product kernel, what to add to
+    each channel of it, and the pattern's name: ``vpdpbusd`` (:mod:`qbench.tvm.vnni_int8_kernels`, where
+    ``lowering.vnni`` offers lanes the channels fit), else ``vpmaddwd``
+    (:mod:`qbench.tvm.avx2_int8_kernels`); None when the op does not qualify."""
     from tvm import relax
 
     from qbench.tvm import avx2_int8_kernels as avx2
+    from qbench.tvm import vnni_int8_kernels as vnni
 
     if kind == "conv2d":
         a = core.attrs
@@ -155,14 +160,24 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
             return None
         weight = weight.reshape(weight.shape[2], weight.shape[3])
     in_channels, out_channels = weight.shape
+    lead = tuple(int(v) for v in out.ty.shape.values[:-1])
+    out_ty = relax.TensorType((*lead, out_channels), "int32")
+    zero_point = int(zx.reshape(()))
+    lanes = vnni.lanes_for(in_channels, out_channels, lowering.vnni)
+    if lanes is not None:
+        shape = (lead, in_channels, out_channels, lanes)
+        gvar = lowering.kernel(vnni.BLOCK, shape, lambda: vnni.matmul_prim_func(*shape))
+        offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
+        packed = const(vnni.pack_weights(weight, lanes), "int8")
+        acc = relax.call_tir(gvar, relax.Tuple([offset, packed]), out_ty=out_ty)
+        return acc, vnni.offset_correction(weight, zero_point), f"via vpdpbusd x{lanes}"
     if not avx2.qualifies(in_channels, out_channels):
         return None
-    lead = tuple(int(v) for v in out.ty.shape.values[:-1])
     shape = (lead, in_channels, out_channels)
     gvar = lowering.kernel(avx2.BLOCK, shape, lambda: avx2.matmul_prim_func(*shape))
-    data = centred(x, int(zx.reshape(())), "int16")
+    data = centred(x, zero_point, "int16")
     packed = const(avx2.pack_weights(weight), "int16")
-    return relax.call_tir(gvar, relax.Tuple([data, packed]), out_ty=relax.TensorType((*lead, out_channels), "int32"))
+    return relax.call_tir(gvar, relax.Tuple([data, packed]), out_ty=out_ty), None, "via vpmaddwd"
 
 
 def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
@@ -216,9 +231,11 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
         return None
     sw = np.broadcast_to(sw.astype(np.float64).ravel(), (channels,))
     core = m["core"]
-    acc = _pairwise_kernel(kind, core, x, zx, weight, out, lowering)
-    if acc is not None:
-        lowering.counts["via vpmaddwd"] += 1
+    correction = None
+    dot = _pairwise_kernel(kind, core, x, zx, weight, out, lowering)
+    if dot is not None:
+        acc, correction, label = dot
+        lowering.counts[label] += 1
     elif kind == "conv2d" and (acc := _spatial_kernel(core, x, zx, weight, out, lowering)) is not None:
         lowering.counts["via int16 products"] += 1
     else:
@@ -248,6 +265,8 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
         if bias is None or bias.dtype != np.int32:
             return None
         channel_bias = np.broadcast_to(bias.ravel(), (channels,)).astype(np.int32)
+    if correction is not None:  # the dot product's data offset, per channel (exact in int32: see vnni_int8_kernels)
+        channel_bias = (channel_bias.astype(np.int64) + correction).astype(np.int32)
     # TFLite: effective scale = double(input scale) * double(filter scale) / double(output scale)
     mult, shift = quantize_multiplier(float(sx.reshape(())) * sw / float(sy.reshape(())))
     lowering.counts[kind] += 1
@@ -351,13 +370,14 @@ _REWRITERS = {
 }
 
 
-def lower_int8(mod):
-    """Rewrite ``mod["main"]``'s int8 patterns into integer arithmetic; returns (module, counts per pattern)."""
+def lower_int8(mod, vnni: tuple[int, ...] = ()):
+    """Rewrite ``mod["main"]``'s int8 patterns into integer arithmetic; returns (module, counts per pattern).
+    ``vnni``: the int32 lanes of the target CPU's ``vpdpbusd`` (none: AVX2's ``vpmaddwd`` kernels only)."""
     import tvm
     from tvm import relax
     from tvm.relax.dpl import rewrite_call
 
-    lowering = _Lowering(relax.BlockBuilder(tvm.IRModule(dict(mod.functions), attrs=mod.attrs)))
+    lowering = _Lowering(relax.BlockBuilder(tvm.IRModule(dict(mod.functions), attrs=mod.attrs)), tuple(vnni))
     fn = mod["main"]
     for kind, (pattern, parts) in _patterns().items():
 

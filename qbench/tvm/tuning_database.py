@@ -53,8 +53,9 @@ def database_digest(dirs: Iterable[Path]) -> str:
     return stable_hash(*[f.read_bytes() for d in dirs for f in database_files(d) or []])
 
 
-def open_database(dirs: list[Path]):
-    """One MetaSchedule database over ``dirs`` (first one wins), or None when there are none."""
+def open_database(dirs: list[Path], mcpu: str | None = None):
+    """One MetaSchedule database over ``dirs`` (first one wins), or None when there are none; with
+    ``mcpu``, only the records tuned for that LLVM CPU (a schedule tuned for AVX2 is not one for VNNI)."""
     from tvm.s_tir import meta_schedule as ms
 
     from qbench.tvm.avx2_int8_kernels import register_intrinsic
@@ -74,9 +75,29 @@ def open_database(dirs: list[Path]):
             detail = f"{type(exc).__name__}: {one_line(exc)}"
             fix = "delete it or re-run qbench tune"
             raise QBenchError(f"TVM tuning database {d} is unreadable ({detail}): {fix}") from None
+    if mcpu is not None:
+        opened = [db for db in (_records_for(db, mcpu) for db in opened) if db is not None]
     if not opened:
         return None
     return opened[0] if len(opened) == 1 else ms.database.OrderedUnionDatabase(*opened)
+
+
+def _records_for(database, mcpu: str):
+    """``database`` itself if every record was tuned for ``mcpu``; else an in-memory copy of those that
+    were, or None if none was."""
+    from tvm.s_tir import meta_schedule as ms
+
+    records = database.get_all_tuning_records()
+    mine = [r for r in records if str(r.target.attrs.get("mcpu", "")) == mcpu]
+    if len(mine) == len(records):
+        return database
+    if not mine:
+        return None
+    memory = ms.database.MemoryDatabase()
+    for r in mine:
+        memory.commit_workload(r.workload.mod)
+        memory.commit_tuning_record(r)
+    return memory
 
 
 def _decompress(source: Path, target: Path) -> Path:
