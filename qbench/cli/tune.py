@@ -13,6 +13,7 @@ the benchmarks and ``.ci/run`` only read databases.
 
     pytest benchmarks                      # builds the .tflite artifacts
     qbench tune                  # tunes their kernels (minutes per model)
+    qbench tune --target host    # the same for tvm-host-int8 (this CPU's name and VNNI kernels)
     pytest benchmarks --benchmark-compare  # TVM variants rebuilt with the tuned kernels
 """
 
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--time-budget", type=float, default=1800.0, help="stop after this many seconds (default: 1800)")
     parser.add_argument("--threads", type=int, default=usable_cores(), help="TVM threads (default: the usable cores)")
+    parser.add_argument(
+        "--target",
+        choices=("avx2", "host"),
+        default="avx2",
+        help="tune for tvm-avx2-int8's target (core-avx2, default) or tvm-host-int8's (this CPU, its VNNI kernels)",
+    )
     args = parser.parse_args(argv)
     try:
         return _tune(args)
@@ -68,7 +75,8 @@ def _tune(args) -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import tvm
 
-    from qbench.backends.tvm import relax_module, tvm_target_spec
+    from qbench.backends.kernels import machine_flags
+    from qbench.backends.tvm import host_target, relax_module, tvm_target_spec
     from qbench.tvm.tuning import tune
     from qbench.tvm.tuning_database import user_database
 
@@ -84,7 +92,9 @@ def _tune(args) -> int:
             f"no .tflite artifacts under {args.build_dir / 'variants'}: run `pytest benchmarks` first, or name .tflite files"
         )
     out_dir = args.output or user_database(args.build_dir)
-    target = tvm.target.Target(tvm_target_spec(args.threads))
+    # a record carries its target; a build applies only the records tuned for its own (tuning_database)
+    spec, vnni = host_target(args.threads, machine_flags()) if args.target == "host" else (tvm_target_spec(args.threads), ())
+    target = tvm.target.Target(spec)
     started, written = time.monotonic(), 0
     for path in paths:  # one model at a time: each must get faster for its kernels to be kept
         try:
@@ -96,7 +106,7 @@ def _tune(args) -> int:
             print(f"[qbench] time budget spent: {path} not tuned")
             continue
         print(f"[qbench] tuning {path} (TVM target {target})", flush=True)
-        run = tune([relax_module(tflite_bytes)[0]], out_dir, target, args.trials, budget, progress=_progress)
+        run = tune([relax_module(tflite_bytes, vnni)[0]], out_dir, target, args.trials, budget, progress=_progress)
         print(run.summary())
         if run.written is None:
             print(f"[qbench] {path.name}: the tuned build was not faster end to end, so nothing of it was written")

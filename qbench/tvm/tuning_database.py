@@ -58,9 +58,11 @@ def open_database(dirs: list[Path], mcpu: str | None = None):
     ``mcpu``, only the records tuned for that LLVM CPU (a schedule tuned for AVX2 is not one for VNNI)."""
     from tvm.s_tir import meta_schedule as ms
 
-    from qbench.tvm.avx2_int8_kernels import register_intrinsic
+    from qbench.tvm import avx2_int8_kernels, vnni_int8_kernels
 
-    register_intrinsic()  # the records' traces name it
+    avx2_int8_kernels.register_intrinsic()  # the records' traces name them
+    for lanes in (16, 8):
+        vnni_int8_kernels.register_intrinsic(lanes)
     opened = []
     for d in dirs:
         files = database_files(d)
@@ -94,9 +96,9 @@ def _records_for(database, mcpu: str):
     if not mine:
         return None
     memory = ms.database.MemoryDatabase()
-    for r in mine:
-        memory.commit_workload(r.workload.mod)
-        memory.commit_tuning_record(r)
+    for r in mine:  # each record re-made on the new database's own workload, as stage() does
+        workload = memory.commit_workload(r.workload.mod)
+        memory.commit_tuning_record(ms.database.TuningRecord(r.trace, workload, r.run_secs, r.target, r.args_info))
     return memory
 
 
@@ -108,7 +110,8 @@ def _decompress(source: Path, target: Path) -> Path:
 def stage(records: Iterable[tuple], target, out_dir: Path, replaced: set[int]) -> Path:
     """A new database in a staging directory beside ``out_dir``: ``records`` (workload module, schedule
     trace, seconds), then the records of the database already at ``out_dir`` whose workload (by
-    structural hash) is not in ``replaced``.  Returns the staging directory (plain JSON)."""
+    structural hash) is not in ``replaced`` or that were tuned for another CPU (``mcpu``): tuning for
+    one target keeps another's records.  Returns the staging directory (plain JSON)."""
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
@@ -122,7 +125,8 @@ def stage(records: Iterable[tuple], target, out_dir: Path, replaced: set[int]) -
         database.commit_tuning_record(ms.database.TuningRecord(trace, workload, [seconds], target, args))
     if database_files(out_dir) is not None:
         for record in open_database([out_dir]).get_all_tuning_records():
-            if tvm_ffi.structural_hash(record.workload.mod) not in replaced:
+            other_cpu = str(record.target.attrs.get("mcpu", "")) != str(target.attrs.get("mcpu", ""))
+            if other_cpu or tvm_ffi.structural_hash(record.workload.mod) not in replaced:
                 workload = database.commit_workload(record.workload.mod)
                 database.commit_tuning_record(
                     ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target, record.args_info)
