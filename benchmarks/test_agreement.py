@@ -91,7 +91,7 @@ def test_compiled_int8_agrees_with_litert_like_litert_itself(qbench, int8_trio, 
     """On the whole test split: the compiled variant's top-1 agreement and output distance vs LiteRT
     are within a small margin of LiteRT's yardstick kernels vs LiteRT."""
     stats = _compare(_outputs(int8_trio, int8_trio["inputs"]))
-    qbench.record_reference("int8-agreement", {**stats, "variant": variant, "yardstick": int8_trio["yardstick"]})
+    qbench.record_reference(f"int8-agreement {variant}", {**stats, "variant": variant, "yardstick": int8_trio["yardstick"]})
     assert stats["tvm_agree"] >= stats["ref_agree"] - 0.02, stats
     assert stats["tvm_lsb"] <= 1.5 * stats["ref_lsb"] + 2.0, stats
 

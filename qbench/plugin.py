@@ -316,14 +316,15 @@ def reference_notes(session) -> list[str]:
             f"Reference: Keras predict() on one image takes {predict['median'] * 1e3:.2f} ms (median), "
             f"{ratio:.1f}x the graph-mode native baseline; speed-ups measured against predict() would be inflated {ratio:.1f}x."
         )
-    agree = session.references.get("int8-agreement")
-    if agree:
+    for key, agree in sorted(session.references.items()):
+        if not key.startswith("int8-agreement"):
+            continue
         notes.append(
-            f"int8 agreement with LiteRT (default kernels): TVM top-1 {agree['tvm_agree']:.1%}, "
+            f"int8 agreement with LiteRT (default kernels): {agree.get('variant', 'TVM')} top-1 {agree['tvm_agree']:.1%}, "
             f"mean max output difference {agree['tvm_lsb']:.1f} LSB; LiteRT's own {agree.get('yardstick', 'reference kernels')}: "
             f"{agree['ref_agree']:.1%}, {agree['ref_lsb']:.1f} LSB."
             + (
-                f" TVM against LiteRT's reference kernels: top-1 {agree['tvm_vs_ref_agree']:.1%}, "
+                f" {agree.get('variant', 'TVM')} against LiteRT's reference kernels: top-1 {agree['tvm_vs_ref_agree']:.1%}, "
                 f"{agree['tvm_vs_ref_lsb']:.2f} LSB."
                 if "tvm_vs_ref_agree" in agree and agree.get("yardstick", "reference kernels") == "reference kernels"
                 else ""

@@ -97,7 +97,7 @@ def host_target(threads: int, flags: frozenset) -> tuple[dict, tuple[int, ...]]:
     return spec, lanes
 
 
-def describe_host(lanes, mcpu: str = "this CPU's name") -> str:
+def describe_host(lanes, mcpu: str = "this CPU") -> str:
     """How ``tvm-host-int8`` is built for a CPU with these ``vpdpbusd`` lanes, for the ISA column."""
     if 16 in lanes:
         return f"AVX-512 VNNI (target {mcpu}: vpdpbusd, 512-bit)"
