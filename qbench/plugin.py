@@ -385,7 +385,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     from qbench.measure.selective import public
     from qbench.report.tables import study_sections
 
-    selective = public(session.selective_rows)
+    selective = [public(sweep) for sweep in session.selective_sweeps.values()]
     for line in study_sections(session.calibration_rows, session.layer_error_rows, selective).splitlines():
         terminalreporter.write_line(line)
     for error in session.failures.values():
@@ -448,5 +448,5 @@ def write_page(session, rows: list[dict], notes: list[str], class_names, gate: d
         layer_errors=session.layer_error_rows,
         class_names=class_names,
         gate=gate,
-        selective=public(session.selective_rows),
+        selective=[public(sweep) for sweep in session.selective_sweeps.values()],
     )

@@ -67,6 +67,7 @@ class QBenchSession:
         self._partners: dict[str, list] = {}  # variant -> its extra workers for concurrent streams (qbench.measure.throughput)
         self._throughput: dict[str, dict] | None = None
         self.selective_rows: dict | None = None  # the selective sweep (qbench.measure.selective), once run
+        self.selective_sweeps: dict[str, dict] = {}  # every swept variant's sweep (the peer's too), once run
         self.campaigns = Campaigns()  # the interleaved latency campaigns (qbench.measure.campaign)
         self.failures: dict[str, QBenchError] = {}
         self.results: dict[str, VariantResult] = {}
@@ -144,7 +145,8 @@ class QBenchSession:
             if parent is not None and parent in self.failures:
                 raise self._fail(variant, QBenchError(f"{variant}: not built, because {parent} failed", fatal=False))
             try:
-                self._artifacts[variant] = self.selective()["artifact"] if backends.get(variant).swept else self.built(variant)
+                swept = backends.get(variant).swept
+                self._artifacts[variant] = self.selective(variant)["artifact"] if swept else self.built(variant)
             except QBenchError as exc:
                 if exc.fatal:
                     raise
@@ -318,16 +320,21 @@ class QBenchSession:
                 runner.close()
         self._partners.clear()
 
-    def selective(self) -> dict:
-        """The selective sweep (:func:`qbench.measure.studies.selective_sweep`), run once: its rows, its choice
-        and the chosen K's artifact (the ``tflite-int8-selective`` row's)."""
-        if self.selective_rows is None:
+    def selective(self, variant: str | None = None) -> dict:
+        """A selective sweep (:func:`qbench.measure.studies.selective_sweep`; ``tflite-int8-selective``'s unless
+        ``variant`` names another swept variant), run once: its rows, its choice and the chosen K's artifact."""
+        from qbench.measure.selective import SWEPT_VARIANT
+
+        variant = variant or SWEPT_VARIANT
+        if variant not in self.selective_sweeps:
             from qbench.measure.studies import selective_sweep
 
-            self.selective_rows = selective_sweep(self)
+            sweep = self.selective_sweeps[variant] = selective_sweep(self, variant)
+            if variant == SWEPT_VARIANT:
+                self.selective_rows = sweep
             if self.base is not None:  # the twin is the base's model at the same K
-                self.base.use_point(self.selective_rows["artifact"].variant, self.selective_rows["chosen"]["k"])
-        return self.selective_rows
+                self.base.use_point(sweep["artifact"].variant, sweep["chosen"]["k"])
+        return self.selective_sweeps[variant]
 
     def timer(self, variant: str, runner):
         """A latency timer for ``runner`` (a worker of ``variant``, or a point of a sweep): calls -> per-call seconds."""

@@ -63,7 +63,7 @@ def test_the_ranking_reads_train_images_only(smoke_run, tmp_path):
 
     def ranking():
         tflite_selective._DEBUGGERS.clear()
-        ranked = tflite_selective._ranked(builder)[1]
+        ranked = tflite_selective.ranked(builder)[1]
         return [(r["tensor"], None if r["snr_db"] is None else round(r["snr_db"], 3)) for r in ranked]
 
     expected = [(r["tensor"], r["snr_db"]) for r in recorded["ranking"]]

@@ -27,6 +27,7 @@ BUILTIN_BACKENDS = (
     "qbench.backends.tflite_selective",
     "qbench.backends.tvm",
     "qbench.backends.openvino_runtime",
+    "qbench.backends.openvino_selective",
     "qbench.backends.onnx_runtime",
     "qbench.backends.identity",
 )

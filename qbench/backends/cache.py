@@ -59,6 +59,7 @@ class VariantBuilder:
         self._model = None
         self._calibration: np.ndarray | None = None  # None: the session's stratified sample
         self.sweep_point = None  # a swept variant's parameter (Variant.swept), set by at_point()
+        self._unswept: VariantBuilder | None = None  # at_point()'s origin: it builds the variants that are not swept
 
     def calibrated(self, indices: np.ndarray, subdir: str = "calibration") -> VariantBuilder:
         """A builder whose variants calibrate on ``indices`` (train-split images) instead of the
@@ -77,6 +78,7 @@ class VariantBuilder:
         other._model = self._model
         other._calibration = self._calibration
         other.sweep_point = point
+        other._unswept = self
         return other
 
     # -- what a Variant.build may ask for -----------------------------------
@@ -114,7 +116,11 @@ class VariantBuilder:
         return self._model
 
     def artifact(self, name: str) -> Artifact:
-        """Another variant's artifact (built if missing), for variants derived from it."""
+        """Another variant's artifact (built if missing), for variants derived from it; a variant that is not
+        swept comes from the builder a sweep's builder was made from (one ``openvino-fp32`` for every K, not
+        one per K under ``sweep/``)."""
+        if self._unswept is not None and not backends.get(name).swept:
+            return self._unswept.artifact(name)
         return self.build(name)
 
     # -- naming ---------------------------------------------------------------

@@ -72,22 +72,27 @@ def build_fp32(ctx, out: Path) -> dict:
     return {"source": source.name, "openvino_version": version("openvino")}
 
 
-def build_int8(ctx, out: Path) -> dict:
+def quantize_openvino(ctx, model, ignored: list[str] = ()):
+    """NNCF post-training int8 of ``model`` on the train-split calibration samples (``MIXED`` preset, full bias
+    correction); the nodes named in ``ignored`` stay in float (``nncf.IgnoredScope``)."""
     import nncf
 
     calib = ctx.calibration_inputs()
     ctx.progress(f"NNCF post-training quantization on {len(calib)} train-split samples")
-    model = read_ir(ctx.artifact("openvino-fp32").path)
-    quantized = nncf.quantize(
+    return nncf.quantize(
         model,
         nncf.Dataset([c[None] for c in calib]),
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=len(calib),
         fast_bias_correction=False,
+        ignored_scope=nncf.IgnoredScope(names=list(ignored)) if ignored else None,
     )
-    _save_ir(quantized, out)
+
+
+def build_int8(ctx, out: Path) -> dict:
+    _save_ir(quantize_openvino(ctx, read_ir(ctx.artifact("openvino-fp32").path)), out)
     return {
-        "calibration_samples": int(len(calib)),
+        "calibration_samples": int(len(ctx.calibration_indices())),
         "calibration_split": "train",
         "nncf_version": version("nncf"),
         "preset": "mixed",

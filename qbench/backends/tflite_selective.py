@@ -127,7 +127,9 @@ def selective_model(debugger, ranking: list[dict], k: int) -> bytes:
         return debugger.get_nondebug_quantized_model()
 
 
-def _ranked(ctx) -> tuple[object, list[dict]]:
+def ranked(ctx) -> tuple[object, list[dict]]:
+    """The debugger and the operators ranked worst first, once per calibration set in a build process (the
+    OpenVINO sweep, :mod:`qbench.backends.openvino_selective`, takes the same ranking)."""
     key = ctx.calibration_key()
     if key not in _DEBUGGERS:
         calibration = ctx.calibration_inputs()  # train split only (VariantBuilder.calibration_indices)
@@ -140,7 +142,7 @@ def build_selective(ctx, out: Path) -> dict:
     k = ctx.sweep_point
     if k is None:
         raise QBenchError(f"{NAME} is built for each K of the selective sweep (--qbench-selective-k), not on its own")
-    debugger, ranking = _ranked(ctx)
+    debugger, ranking = ranked(ctx)
     out.write_bytes(selective_model(debugger, ranking, int(k)))
     return {
         **tflite_io_params(out),

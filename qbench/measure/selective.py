@@ -20,6 +20,12 @@ from __future__ import annotations
 from qbench.backends.tflite_selective import NAME as SWEPT_VARIANT
 
 REFERENCES = ("tflite-int8", "tflite-fp32")  # timed beside the sweep's models, as the figure's reference points
+PEER_VARIANT = "openvino-int8-selective"  # the same ranking through NNCF's ignored_scope (qbench.backends.openvino_selective)
+SWEPT_REFERENCES = {SWEPT_VARIANT: REFERENCES, PEER_VARIANT: ("openvino-int8", "openvino-fp32")}
+TITLES = {
+    SWEPT_VARIANT: "Selective quantization: the K worst-quantized operators kept in float",
+    PEER_VARIANT: "Selective quantization in OpenVINO: the same operators in NNCF's ignored_scope",
+}
 BUDGET_SECONDS = 0.4  # interleaved timing per model (5 rounds of 0.1 s blocks at least); the chosen one is timed again as its row
 
 
@@ -30,6 +36,24 @@ SWEEP_NOTE = (
     "timed in interleaved rounds with tflite-int8 and tflite-fp32; the chosen K (bold) looks at test accuracy, "
     "the ranking never does."
 )
+
+
+PEER_NOTE = (
+    "The same ranking (TFLite's, on train-split images) applied to NNCF: each K's model is openvino-int8 with the "
+    "K worst operators' OpenVINO nodes in nncf.IgnoredScope, found by position (the i-th conv/dense layer of "
+    "tflite-fp32 is the i-th of openvino-fp32, checked by weight shape: convert_model keeps no tensor names); "
+    "a ranked operator that is not a conv or dense layer has no node and is listed as unmapped. Timed in "
+    "interleaved rounds with openvino-int8 and openvino-fp32."
+)
+
+
+def note(sweep: dict) -> str:
+    return PEER_NOTE if sweep.get("variant") == PEER_VARIANT else SWEEP_NOTE
+
+
+def sweeps(selective) -> list[dict]:
+    """The report's sweeps as a list (one dict, a list of them, or None)."""
+    return [s for s in (selective if isinstance(selective, list) else [selective]) if s]
 
 
 def public(sweep: dict | None) -> dict | None:
@@ -64,6 +88,8 @@ def sweep_rows(points: list[dict], native_accuracy: float | None, references: di
             "artifact": p["artifact"],
             "chosen": p["k"] == chosen["k"],
         }
+        if "unmapped" in p:
+            row["unmapped"] = p["unmapped"]
         for ref, median in references.items():
             row[f"latency_vs_{ref}"] = p["median_ms"] / median if p.get("median_ms") and median else None
         rows.append(row)
@@ -81,7 +107,8 @@ def _short(tensor: str) -> str:
 def table_cells(sweep: dict) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the sweep's table, for Markdown and HTML alike (the chosen K marked with a star)."""
     rows = sweep["rows"]
-    refs = [r for r in REFERENCES if any(row.get(f"latency_vs_{r}") is not None for row in rows)]
+    candidates = SWEPT_REFERENCES.get(sweep.get("variant", SWEPT_VARIANT), REFERENCES)
+    refs = [r for r in candidates if any(row.get(f"latency_vs_{r}") is not None for row in rows)]
     head = ["K", "Accuracy", "Drop vs native", "Median [ms] (95% CI)", *(f"vs {r}" for r in refs), "Size [KiB]"]
     head.append("Kept in float (own SNR dB)")
     body = []
@@ -92,6 +119,8 @@ def table_cells(sweep: dict) -> tuple[list[str], list[list[str]]]:
             f"{_short(t)} ({snr:.1f})" if snr is not None else f"{_short(t)} (no signal)"
             for t, snr in zip(r["float_operators"], r["float_snr_db"], strict=False)
         )
+        if r.get("unmapped"):
+            kept = (kept + "; " if kept else "") + f"{len(r['unmapped'])} unmapped (no OpenVINO node)"
         body.append(
             [
                 f"{r['k']} *" if r["chosen"] else str(r["k"]),
@@ -119,16 +148,16 @@ def _ratio(value) -> str:
 
 
 def choice_line(sweep: dict) -> str:
-    """One sentence: which K is the ``tflite-int8-selective`` row, and why."""
-    chosen, target = sweep["chosen"], sweep["target"]
+    """One sentence: which K is the swept variant's row (``tflite-int8-selective``'s by default), and why."""
+    chosen, target, name = sweep["chosen"], sweep["target"], sweep.get("variant", SWEPT_VARIANT)
     row = next(r for r in sweep["rows"] if r["k"] == chosen["k"])
     if chosen["reached"]:
         return (
             f"Chosen: K={chosen['k']}, the smallest whose accuracy is within {target * 100:.2f} pp of native "
-            f"({row['accuracy']:.4f}); it is the {SWEPT_VARIANT} row."
+            f"({row['accuracy']:.4f}); it is the {name} row."
         )
     why = "native was not measured" if row["drop_vs_native"] is None else f"the best is {row['drop_vs_native'] * 100:.2f} pp"
     return (
-        f"Chosen: none reached {target * 100:.2f} pp of native ({why}); the {SWEPT_VARIANT} row is K={chosen['k']}, "
+        f"Chosen: none reached {target * 100:.2f} pp of native ({why}); the {name} row is K={chosen['k']}, "
         f"the most accurate ({row['accuracy']:.4f})."
     )

@@ -60,13 +60,15 @@ def layer_errors(session, variant: str) -> list[dict]:
     return compare_layers(reference.path, quantized.path, session.test_inputs()[0][:IMAGES])
 
 
-def selective_sweep(session) -> dict:
-    """The sweep's rows, its choice and the chosen K's artifact (``{"rows", "chosen", "target", "artifact"}``)."""
+def selective_sweep(session, name: str | None = None) -> dict:
+    """The sweep's rows, its choice and the chosen K's artifact (``{"rows", "chosen", "target", "artifact"}``),
+    of ``tflite-int8-selective`` or another swept variant (``openvino-int8-selective``)."""
     from qbench.core.errors import QBenchError
     from qbench.measure import selective
     from qbench.measure.latency import interleaved_samples, latency_figures
 
-    name, settings = selective.SWEPT_VARIANT, session.settings
+    name, settings = name or selective.SWEPT_VARIANT, session.settings
+    references = selective.SWEPT_REFERENCES.get(name, selective.REFERENCES)
     if not settings.sweep_ks:
         raise QBenchError(f"{name}: --qbench-selective-k none: no sweep, so no model to show", fatal=False)
     builders = {k: session.builder.at_point(k) for k in settings.sweep_ks}
@@ -93,11 +95,12 @@ def selective_sweep(session) -> dict:
                     "float_operators": kept,
                     "float_snr_db": [ranking.get(t) for t in kept],
                     "artifact": art.path.name,
+                    **({"unmapped": art.meta["unmapped"]} if "unmapped" in art.meta else {}),
                 }
             )
-            session.progress(f"selective sweep: K={k}, accuracy {points[-1]['accuracy']:.4f}")
+            session.progress(f"selective sweep ({name}): K={k}, accuracy {points[-1]['accuracy']:.4f}")
         timers = {f"K={k}": session.timer(name, runner) for k, runner in runners.items()}
-        for ref in selective.REFERENCES:
+        for ref in references:
             if ref in settings.variants:
                 try:
                     session.evaluation(ref)
@@ -117,11 +120,11 @@ def selective_sweep(session) -> dict:
             fig = latency_figures(got)
             point["median_ms"] = fig["p50"] * 1e3
             point["median_ci_ms"] = [fig["median_ci_low"] * 1e3, fig["median_ci_high"] * 1e3]
-    refs = {ref: float(np.median(np.concatenate(blocks[ref]))) * 1e3 for ref in selective.REFERENCES if ref in blocks}
+    refs = {ref: float(np.median(np.concatenate(blocks[ref]))) * 1e3 for ref in references if ref in blocks}
     native = backends.reference_name()
     native_accuracy = session.evaluation(native).accuracy if native in settings.variants else None
     chosen = selective.choose(points, native_accuracy, settings.selective_target)
     rows = selective.sweep_rows(points, native_accuracy, refs, chosen)
-    sweep = {"rows": rows, "chosen": chosen, "target": settings.selective_target, "reference_ms": refs}
+    sweep = {"variant": name, "rows": rows, "chosen": chosen, "target": settings.selective_target, "reference_ms": refs}
     session.progress(selective.choice_line(sweep))
     return {**sweep, "artifact": artifacts[chosen["k"]]}

@@ -181,7 +181,7 @@ def write_html_report(
     layer_errors: dict[str, list[dict]] | None = None,
     class_names: list[str] | None = None,
     gate: dict | None = None,
-    selective: dict | None = None,
+    selective: dict | list | None = None,
 ) -> Path:
     """Draw every figure into ``out_dir/figures`` and write ``out_dir/index.html``; returns its path."""
     out_dir = Path(out_dir)
@@ -240,18 +240,20 @@ def write_html_report(
             )
         )
         parts.append(_calibration_table(calibration))
-    if selective:
-        from qbench.measure.selective import SWEEP_NOTE, choice_line, table_cells
+    from qbench.measure.selective import SWEPT_VARIANT, TITLES, choice_line, note, sweeps, table_cells
 
-        parts.append("<h2>Selective quantization: the worst-quantized operators kept in float</h2>")
+    for one in sweeps(selective):
+        name = one.get("variant", SWEPT_VARIANT)
+        png = "selective.png" if name == SWEPT_VARIANT else f"selective_{name}.png"
+        parts.append(f"<h2>{html.escape(TITLES.get(name, TITLES[SWEPT_VARIANT]))}</h2>")
         parts.append(
             figure(
-                plots.selective_sweep(selective, rows, figs / "selective.png"),
-                "accuracy against end-to-end median latency, one point per K; native and tflite-int8 for reference",
+                plots.selective_sweep(one, rows, figs / png),
+                "accuracy against end-to-end median latency, one point per K; native and the int8 variant for reference",
             )
         )
-        parts.append(_plain_table(*table_cells(selective)))
-        parts.append(f"<p>{html.escape(choice_line(selective))}</p><p class='note'>{html.escape(SWEEP_NOTE)}</p>")
+        parts.append(_plain_table(*table_cells(one)))
+        parts.append(f"<p>{html.escape(choice_line(one))}</p><p class='note'>{html.escape(note(one))}</p>")
     if layer_errors:
         parts.append("<h2>Per-layer quantization error</h2>")
         parts.append(

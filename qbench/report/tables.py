@@ -263,15 +263,24 @@ def study_sections(
     out = ""
     if calibration:
         out += "## Calibration study\n\n" + calibration_study.render_markdown(calibration) + "\n"
-    if selective:
-        from qbench.measure import selective as sweep
+    from qbench.measure import selective as sweep
 
-        out += "## Selective quantization: the K worst-quantized operators kept in float\n\n"
-        out += sweep.render_markdown(selective) + "\n" + sweep.SWEEP_NOTE + "\n\n"
+    for one in sweep.sweeps(selective):
+        out += f"## {sweep.TITLES.get(one.get('variant'), sweep.TITLES[sweep.SWEPT_VARIANT])}\n\n"
+        out += sweep.render_markdown(one) + "\n" + sweep.note(one) + "\n\n"
     if layer_errors:
         out += "## Per-layer quantization error (lowest SNR first)\n\n"
         out += "".join(layer_error.render_markdown(v, rows) + "\n" for v, rows in layer_errors.items())
     return out
+
+
+def _sweeps(selective, only: str | None = None) -> list[dict]:
+    from qbench.measure.selective import sweeps
+
+    return [one for one in sweeps(selective) if only is None or one.get("variant", only) == only]
+
+
+SWEPT = "tflite-int8-selective"
 
 
 def write_reports(
@@ -284,7 +293,7 @@ def write_reports(
     harness_floor: dict | None = None,
     calibration: list[dict] | None = None,
     layer_errors: dict[str, list[dict]] | None = None,
-    selective: dict | None = None,
+    selective: dict | list | None = None,
 ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
@@ -323,7 +332,8 @@ def write_reports(
             "harness_floor": harness_floor,
             "calibration_study": calibration or [],
             "layer_errors": layer_errors or {},
-            "selective_sweep": selective,
+            "selective_sweep": next(iter(_sweeps(selective, SWEPT)), None),
+            "selective_sweep_peers": [one for one in _sweeps(selective) if one.get("variant", SWEPT) != SWEPT],
         },
     )
     return md, js
