@@ -50,7 +50,9 @@ def test_nncf_keeps_exactly_the_ignored_nodes_in_float(smoke_run):
     dims = model.inputs[0].get_partial_shape()
     model.reshape([1] + [d.get_length() for d in list(dims)[1:]])  # as openvino-fp32 is built: one image a call
     ops = ovs.openvino_linear_ops(model)
-    tflite_ops = ovs.tflite_linear_ops(fp32.read_bytes())
+    from qbench.backends.tflite_model import linear_ops
+
+    tflite_ops = linear_ops(fp32.read_bytes())
     mapped, unmapped = ovs.map_operators([t for _, t, _ in tflite_ops], tflite_ops, ops)
     assert len(mapped) == len(tflite_ops) == len(ops) and not unmapped
     ignored = [ops[0][1], ops[2][1]]

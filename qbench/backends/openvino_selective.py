@@ -29,28 +29,12 @@ from qbench.backends import register
 from qbench.backends.base import Variant, requires_extra
 from qbench.backends.kernels import int8_with_float
 from qbench.backends.openvino_runtime import _load, _save_ir, quantize_openvino, read_ir
+from qbench.backends.tflite_model import linear_ops
 from qbench.core.errors import QBenchError
 from qbench.core.machine import installed_versions
 
 NAME = "openvino-int8-selective"
-LINEAR_TFLITE = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 LINEAR_OPENVINO = ("Convolution", "GroupConvolution", "MatMul")
-
-
-def tflite_linear_ops(buf: bytes) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(op, output tensor name, weight shape) of every conv / dense operator of a ``.tflite``, in execution order."""
-    from qbench.backends.tflite_model import operator_name, parse_model
-
-    model = parse_model(buf)
-    graph = model.Subgraphs(0)
-    out = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        name = operator_name(model, op)
-        if name in LINEAR_TFLITE:
-            weight = graph.Tensors(op.Inputs(1))
-            out.append((name, graph.Tensors(op.Outputs(0)).Name().decode(), tuple(int(d) for d in weight.ShapeAsNumpy())))
-    return out
 
 
 def openvino_linear_ops(model) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -93,7 +77,7 @@ def build_selective(ctx, out: Path) -> dict:
     _, ranking = ranked(ctx)
     tensors = [r["tensor"] for r in ranking[: int(k)]]
     fp32 = read_ir(ctx.artifact("openvino-fp32").path)
-    tflite_ops = tflite_linear_ops(ctx.artifact("tflite-fp32").path.read_bytes())
+    tflite_ops = linear_ops(ctx.artifact("tflite-fp32").path.read_bytes())
     mapped, unmapped = map_operators(tensors, tflite_ops, openvino_linear_ops(fp32))
     ctx.progress(f"{NAME}: K={k}, {len(mapped)} of {len(tensors)} operators kept in float through NNCF's ignored_scope")
     _save_ir(quantize_openvino(ctx, fp32, sorted(mapped.values())), out)

@@ -62,16 +62,35 @@ def operator_name(model, op) -> str:
     return str(builtin)
 
 
+LINEAR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _linear_ops(model):
+    """(op name, operator) of the main graph's CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, in execution order."""
+    graph = model.Subgraphs(0)
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        name = operator_name(model, op)
+        if name in LINEAR_OPS and op.InputsLength() >= 2:
+            yield name, op
+
+
+def linear_ops(buf: bytes) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(op name, output tensor name, weight shape) of every conv / dense operator, in execution order."""
+    model = parse_model(buf)
+    graph = model.Subgraphs(0)
+    return [
+        (name, graph.Tensors(op.Outputs(0)).Name().decode(), tuple(int(d) for d in graph.Tensors(op.Inputs(1)).ShapeAsNumpy()))
+        for name, op in _linear_ops(model)
+    ]
+
+
 def weight_tensors(buf: bytes) -> list[WeightTensor]:
     """Constant weight inputs (input #1) of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED."""
     model = parse_model(buf)
     graph = model.Subgraphs(0)
     out = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        name = operator_name(model, op)
-        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") or op.InputsLength() < 2:
-            continue
+    for name, op in _linear_ops(model):
         tensor = graph.Tensors(op.Inputs(1))
         dtype = _NP_OF_TFLITE.get(tensor.Type())
         data = model.Buffers(tensor.Buffer()).DataAsNumpy()

@@ -58,21 +58,38 @@ def pack_weights(weight_ic_oc: np.ndarray) -> np.ndarray:
 
 def matmul_prim_func(lead: tuple[int, ...], in_channels: int, out_channels: int):
     """``out[..., oc] = sum_ic int32(data[..., ic]) * int32(w[ic, oc])`` over packed int16 weights."""
+    return grouped_matmul_prim_func(lead, in_channels, out_channels, LANES, PAIR, ("int16", "int16"), BLOCK, "pair")
+
+
+def grouped_matmul_prim_func(
+    lead: tuple[int, ...],
+    in_channels: int,
+    out_channels: int,
+    lanes: int,
+    group: int,
+    dtypes: tuple[str, str],
+    name: str,
+    axis: str,
+):
+    """``out[..., oc] = sum_ic int32(data[..., ic]) * int32(w[ic, oc])``, the weights packed
+    ``[IC/group, OC/lanes, lanes, group]``: the loop nest a dot-product intrinsic of ``lanes`` int32
+    outputs, each a sum of ``group`` products, tensorizes (``vpmaddwd``: 8 x 2; ``vpdpbusd``: 16 or 8 x 4);
+    ``dtypes``: the data's and the weights', ``name``: the block's, ``axis``: the outer reduction's."""
     from tvm import te
 
-    data = te.placeholder(dims(*lead, in_channels), "int16", name="data")
-    packed = te.placeholder(dims(in_channels // PAIR, out_channels // LANES, LANES, PAIR), "int16", name="packed")
-    pair = te.reduce_axis(dims(0, in_channels // PAIR), "pair")
-    k = te.reduce_axis(dims(0, PAIR), "k")
+    data = te.placeholder(dims(*lead, in_channels), dtypes[0], name="data")
+    packed = te.placeholder(dims(in_channels // group, out_channels // lanes, lanes, group), dtypes[1], name="packed")
+    outer = te.reduce_axis(dims(0, in_channels // group), axis)
+    k = te.reduce_axis(dims(0, group), "k")
 
     def body(*idx):
         *rest, oc = idx
         return te.sum(
-            data[(*rest, pair * PAIR + k)].astype("int32") * packed[pair, oc // LANES, oc % LANES, k].astype("int32"),
-            axis=[pair, k],
+            data[(*rest, outer * group + k)].astype("int32") * packed[outer, oc // lanes, oc % lanes, k].astype("int32"),
+            axis=[outer, k],
         )
 
-    out = te.compute(dims(*lead, out_channels), body, name=BLOCK)
+    out = te.compute(dims(*lead, out_channels), body, name=name)
     return te.create_prim_func([data, packed, out])
 
 

@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-from qbench.tvm.avx2_int8_kernels import dims
+from qbench.tvm.avx2_int8_kernels import grouped_matmul_prim_func
 
 BLOCK = "matmul_vpdpbusd"
 QUAD = 4  # input channels summed into one int32 lane per vpdpbusd
@@ -58,22 +58,7 @@ def offset_correction(weight_ic_oc: np.ndarray, zero_point: int) -> np.ndarray:
 
 def matmul_prim_func(lead: tuple[int, ...], in_channels: int, out_channels: int, lanes: int):
     """``out[..., oc] = sum_ic int32(u[..., ic]) * int32(w[ic, oc])``, uint8 data, packed int8 weights."""
-    from tvm import te
-
-    data = te.placeholder(dims(*lead, in_channels), "uint8", name="data")
-    packed = te.placeholder(dims(in_channels // QUAD, out_channels // lanes, lanes, QUAD), "int8", name="packed")
-    quad = te.reduce_axis(dims(0, in_channels // QUAD), "quad")
-    k = te.reduce_axis(dims(0, QUAD), "k")
-
-    def body(*idx):
-        *rest, oc = idx
-        return te.sum(
-            data[(*rest, quad * QUAD + k)].astype("int32") * packed[quad, oc // lanes, oc % lanes, k].astype("int32"),
-            axis=[quad, k],
-        )
-
-    out = te.compute(dims(*lead, out_channels), body, name=BLOCK)
-    return te.create_prim_func([data, packed, out])
+    return grouped_matmul_prim_func(lead, in_channels, out_channels, lanes, QUAD, ("uint8", "int8"), BLOCK, "quad")
 
 
 @functools.cache
