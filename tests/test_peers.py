@@ -12,7 +12,7 @@ from qbench import backends
 from qbench.backends.base import missing_extra
 from qbench.config import make_settings, parse_variants
 
-PEERS = ("openvino-fp32", "openvino-int8", "onnxruntime-fp32", "onnxruntime-int8")
+PEERS = ("openvino-fp32", "openvino-int8", "openvino-int8-selective", "onnxruntime-fp32", "onnxruntime-int8")
 
 
 def test_peers_are_a_group_off_by_default():
