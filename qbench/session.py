@@ -66,8 +66,7 @@ class QBenchSession:
         self._cost_samples: dict[str, list[dict]] = {}  # variant -> one dict per worker (qbench.measure.costs.sample)
         self._partners: dict[str, list] = {}  # variant -> its extra workers for concurrent streams (qbench.measure.throughput)
         self._throughput: dict[str, dict] | None = None
-        self.selective_rows: dict | None = None  # the selective sweep (qbench.measure.selective), once run
-        self.selective_sweeps: dict[str, dict] = {}  # every swept variant's sweep (the peer's too), once run
+        self.selective_sweeps: dict[str, dict] = {}  # every swept variant's sweep (qbench.measure.selective), once run
         self.campaigns = Campaigns()  # the interleaved latency campaigns (qbench.measure.campaign)
         self.failures: dict[str, QBenchError] = {}
         self.results: dict[str, VariantResult] = {}
@@ -330,8 +329,6 @@ class QBenchSession:
             from qbench.measure.studies import selective_sweep
 
             sweep = self.selective_sweeps[variant] = selective_sweep(self, variant)
-            if variant == SWEPT_VARIANT:
-                self.selective_rows = sweep
             if self.base is not None:  # the twin is the base's model at the same K
                 self.base.use_point(sweep["artifact"].variant, sweep["chosen"]["k"])
         return self.selective_sweeps[variant]

@@ -47,8 +47,22 @@ PEER_NOTE = (
 )
 
 
+def variant_of(sweep: dict) -> str:
+    """The swept variant a sweep is of (a sweep stored before there were two is TFLite's)."""
+    return sweep.get("variant", SWEPT_VARIANT)
+
+
+def references_of(name: str) -> tuple[str, str]:
+    """The int8 and fp32 variants a swept variant's points are timed against."""
+    return SWEPT_REFERENCES.get(name, REFERENCES)
+
+
+def title(sweep: dict) -> str:
+    return TITLES.get(variant_of(sweep), TITLES[SWEPT_VARIANT])
+
+
 def note(sweep: dict) -> str:
-    return PEER_NOTE if sweep.get("variant") == PEER_VARIANT else SWEEP_NOTE
+    return PEER_NOTE if variant_of(sweep) == PEER_VARIANT else SWEEP_NOTE
 
 
 def sweeps(selective) -> list[dict]:
@@ -107,8 +121,7 @@ def _short(tensor: str) -> str:
 def table_cells(sweep: dict) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the sweep's table, for Markdown and HTML alike (the chosen K marked with a star)."""
     rows = sweep["rows"]
-    candidates = SWEPT_REFERENCES.get(sweep.get("variant", SWEPT_VARIANT), REFERENCES)
-    refs = [r for r in candidates if any(row.get(f"latency_vs_{r}") is not None for row in rows)]
+    refs = [r for r in references_of(variant_of(sweep)) if any(row.get(f"latency_vs_{r}") is not None for row in rows)]
     head = ["K", "Accuracy", "Drop vs native", "Median [ms] (95% CI)", *(f"vs {r}" for r in refs), "Size [KiB]"]
     head.append("Kept in float (own SNR dB)")
     body = []
@@ -149,7 +162,7 @@ def _ratio(value) -> str:
 
 def choice_line(sweep: dict) -> str:
     """One sentence: which K is the swept variant's row (``tflite-int8-selective``'s by default), and why."""
-    chosen, target, name = sweep["chosen"], sweep["target"], sweep.get("variant", SWEPT_VARIANT)
+    chosen, target, name = sweep["chosen"], sweep["target"], variant_of(sweep)
     row = next(r for r in sweep["rows"] if r["k"] == chosen["k"])
     if chosen["reached"]:
         return (

@@ -68,7 +68,7 @@ def selective_sweep(session, name: str | None = None) -> dict:
     from qbench.measure.latency import interleaved_samples, latency_figures
 
     name, settings = name or selective.SWEPT_VARIANT, session.settings
-    references = selective.SWEPT_REFERENCES.get(name, selective.REFERENCES)
+    references = selective.references_of(name)
     if not settings.sweep_ks:
         raise QBenchError(f"{name}: --qbench-selective-k none: no sweep, so no model to show", fatal=False)
     builders = {k: session.builder.at_point(k) for k in settings.sweep_ks}

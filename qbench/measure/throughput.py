@@ -183,12 +183,11 @@ def measure(session) -> dict[str, dict]:
                     return runner.time_batch(b, calls, stretch)
 
             timers[batch_name(name, b)] = timed
-    blocks, pairs = {}, {}
+    blocks, got = {}, {}
     if timers:
         session.progress(f"throughput: batches {', '.join(map(str, batches))} of {len(runners)} variants, interleaved")
         got = interleaved_samples(timers, ROUNDS * BLOCK_SECONDS, ROUNDS, BLOCK_SECONDS, on_error=failed)
         blocks = {key: [b[:, 0] for b in parts] for key, parts in got.items()}
-        pairs = {key: parts for key, parts in got.items() if key.endswith(" batch latency")}
 
     stream_rates: dict[str, list[float]] = {}
     if streams:
@@ -220,7 +219,7 @@ def measure(session) -> dict[str, dict]:
         elif name in runners:
             per_batch = {b: blocks.get(batch_name(name, b)) for b in supported[name]}
             out[name] = summarize(batches, per_batch, streams, stream_rates.get(name))
-            ref = pairs.get(reference_name(name))
+            ref = got.get(reference_name(name))  # (calls, 2) blocks: the latency call, a batch-1 call
             if ref:
                 out[name]["latency_call"] = rate_figures(block_rates([b[:, 0] for b in ref], 1))
                 out[name]["batch_1_vs_latency_call"] = batch_1_agreement(ref)

@@ -240,12 +240,13 @@ def write_html_report(
             )
         )
         parts.append(_calibration_table(calibration))
-    from qbench.measure.selective import SWEPT_VARIANT, TITLES, choice_line, note, sweeps, table_cells
+    from qbench.measure.selective import SWEPT_VARIANT, choice_line, note, sweeps, table_cells, variant_of
+    from qbench.measure.selective import title as sweep_title
 
     for one in sweeps(selective):
-        name = one.get("variant", SWEPT_VARIANT)
+        name = variant_of(one)
         png = "selective.png" if name == SWEPT_VARIANT else f"selective_{name}.png"
-        parts.append(f"<h2>{html.escape(TITLES.get(name, TITLES[SWEPT_VARIANT]))}</h2>")
+        parts.append(f"<h2>{html.escape(sweep_title(one))}</h2>")
         parts.append(
             figure(
                 plots.selective_sweep(one, rows, figs / png),

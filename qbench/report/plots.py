@@ -312,9 +312,9 @@ def selective_sweep(sweep: dict, rows: list[dict], out: Path) -> Path | None:
     for p in points:
         label = f"K={p['k']}" + (" (chosen)" if p["chosen"] else "")
         ax.annotate(label, (p["median_ms"], p["accuracy"]), xytext=(4, 4), textcoords="offset points", fontsize=8)
-    from qbench.measure.selective import REFERENCES, SWEPT_REFERENCES, SWEPT_VARIANT
+    from qbench.measure.selective import references_of, variant_of
 
-    int8, fp32 = SWEPT_REFERENCES.get(sweep.get("variant", SWEPT_VARIANT), REFERENCES)
+    int8, fp32 = references_of(variant_of(sweep))
     for name, marker in (("native", "s"), (int8, "D"), (fp32, "^")):
         row = next((r for r in rows if r["variant"] == name and r.get("median_latency_ms") and r.get("accuracy")), None)
         if row is not None:
@@ -322,7 +322,7 @@ def selective_sweep(sweep: dict, rows: list[dict], out: Path) -> Path | None:
     ax.set_xscale("log")
     ax.set_xlabel("end-to-end median latency [ms] (log scale)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"Selective quantization ({sweep.get('variant', SWEPT_VARIANT)}): accuracy against latency by K")
+    ax.set_title(f"Selective quantization ({variant_of(sweep)}): accuracy against latency by K")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, out)

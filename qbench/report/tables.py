@@ -266,21 +266,12 @@ def study_sections(
     from qbench.measure import selective as sweep
 
     for one in sweep.sweeps(selective):
-        out += f"## {sweep.TITLES.get(one.get('variant'), sweep.TITLES[sweep.SWEPT_VARIANT])}\n\n"
+        out += f"## {sweep.title(one)}\n\n"
         out += sweep.render_markdown(one) + "\n" + sweep.note(one) + "\n\n"
     if layer_errors:
         out += "## Per-layer quantization error (lowest SNR first)\n\n"
         out += "".join(layer_error.render_markdown(v, rows) + "\n" for v, rows in layer_errors.items())
     return out
-
-
-def _sweeps(selective, only: str | None = None) -> list[dict]:
-    from qbench.measure.selective import sweeps
-
-    return [one for one in sweeps(selective) if only is None or one.get("variant", only) == only]
-
-
-SWEPT = "tflite-int8-selective"
 
 
 def write_reports(
@@ -323,6 +314,9 @@ def write_reports(
         + env_lines
         + confusion,
     )
+    from qbench.measure.selective import SWEPT_VARIANT, sweeps, variant_of
+
+    all_sweeps = sweeps(selective)
     atomic_write_json(
         js,
         {
@@ -332,8 +326,8 @@ def write_reports(
             "harness_floor": harness_floor,
             "calibration_study": calibration or [],
             "layer_errors": layer_errors or {},
-            "selective_sweep": next(iter(_sweeps(selective, SWEPT)), None),
-            "selective_sweep_peers": [one for one in _sweeps(selective) if one.get("variant", SWEPT) != SWEPT],
+            "selective_sweep": next((one for one in all_sweeps if variant_of(one) == SWEPT_VARIANT), None),
+            "selective_sweep_peers": [one for one in all_sweeps if variant_of(one) != SWEPT_VARIANT],
         },
     )
     return md, js
