@@ -69,7 +69,7 @@ def map_operators(tensors: list[str], tflite_ops: list, openvino_ops: list) -> t
 
 
 def build_selective(ctx, out: Path) -> dict:
-    from qbench.backends.tflite_selective import ranked
+    from qbench.backends.tflite_selective import ranked, ranking_record
 
     k = ctx.sweep_point
     if k is None:
@@ -86,7 +86,7 @@ def build_selective(ctx, out: Path) -> dict:
         "float_operators": [t for t in tensors if t in mapped],
         "ignored_nodes": [mapped[t] for t in tensors if t in mapped],
         "unmapped": unmapped,
-        "ranking": [{**r, "snr_db": None if r["snr_db"] is None else round(r["snr_db"], 3)} for r in ranking],
+        "ranking": ranking_record(ranking),
         "ranking_from": "tflite-int8-selective (TFLite's QuantizationDebugger, train split)",
         "nncf_version": version("nncf"),
         "preset": "mixed",

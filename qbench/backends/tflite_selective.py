@@ -138,6 +138,11 @@ def ranked(ctx) -> tuple[object, list[dict]]:
     return _DEBUGGERS[key]
 
 
+def ranking_record(ranking: list[dict]) -> list[dict]:
+    """The ranking as a sidecar stores it (SNR to 0.001 dB; None where an operator had no signal)."""
+    return [{**r, "snr_db": None if r["snr_db"] is None else round(r["snr_db"], 3)} for r in ranking]
+
+
 def build_selective(ctx, out: Path) -> dict:
     k = ctx.sweep_point
     if k is None:
@@ -148,7 +153,7 @@ def build_selective(ctx, out: Path) -> dict:
         **tflite_io_params(out),
         "selective_k": int(k),
         "float_operators": [r["tensor"] for r in ranking[: int(k)]],
-        "ranking": [{**r, "snr_db": None if r["snr_db"] is None else round(r["snr_db"], 3)} for r in ranking],
+        "ranking": ranking_record(ranking),
         "ranking_split": "train",
         "ranking_images": int(min(len(ctx.calibration_indices()), DEBUG_IMAGES)),
         "calibration_samples": int(len(ctx.calibration_indices())),

@@ -97,13 +97,22 @@ def host_target(threads: int, flags: frozenset) -> tuple[dict, tuple[int, ...]]:
     return spec, lanes
 
 
-def describe_host(lanes, mcpu: str = "this CPU") -> str:
+def target_for(threads: int, host: bool) -> tuple[dict, tuple[int, ...]]:
+    """(target spec, ``vpdpbusd`` lanes) to compile for: this CPU's (``tvm-host-int8``) or ``core-avx2``'s."""
+    if not host:
+        return tvm_target_spec(threads), ()
+    from qbench.backends.kernels import machine_flags
+
+    return host_target(threads, machine_flags())
+
+
+def describe_host(lanes) -> str:
     """How ``tvm-host-int8`` is built for a CPU with these ``vpdpbusd`` lanes, for the ISA column."""
     if 16 in lanes:
-        return f"AVX-512 VNNI (target {mcpu}: vpdpbusd, 512-bit)"
+        return "AVX-512 VNNI (target this CPU: vpdpbusd, 512-bit)"
     if 8 in lanes:
-        return f"AVX-VNNI (target {mcpu}: vpdpbusd, 256-bit)"
-    return f"AVX2 (target {mcpu}: vpmaddwd; no VNNI on this CPU, the kernels of tvm-avx2-int8)"
+        return "AVX-VNNI (target this CPU: vpdpbusd, 256-bit)"
+    return "AVX2 (target this CPU: vpmaddwd; no VNNI on this CPU, the kernels of tvm-avx2-int8)"
 
 
 def cpu_has_avx2() -> bool:
@@ -230,12 +239,10 @@ def _build_from(source: str, host: bool = False):
     """Compile ``source``'s ``.tflite`` artifact with TVM, for AVX2 or (``host``) for this CPU."""
 
     def build(ctx, out: Path) -> dict:
-        from qbench.backends.kernels import machine_flags
-
         model = ctx.artifact(source)
         meta = tflite_io_params(model.path)
         tuning = database_dirs(ctx.settings.build_dir)
-        spec, vnni = host_target(ctx.settings.threads, machine_flags()) if host else (tvm_target_spec(ctx.settings.threads), ())
+        spec, vnni = target_for(ctx.settings.threads, host)
         ctx.progress(
             f"compiling {model.path.name} with TVM for {spec['mcpu']}"
             + (f" (vpdpbusd, {'/'.join(map(str, vnni))} int32 lanes)" if vnni else "")

@@ -75,8 +75,7 @@ def _tune(args) -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import tvm
 
-    from qbench.backends.kernels import machine_flags
-    from qbench.backends.tvm import host_target, relax_module, tvm_target_spec
+    from qbench.backends.tvm import relax_module, target_for
     from qbench.tvm.tuning import tune
     from qbench.tvm.tuning_database import user_database
 
@@ -93,7 +92,7 @@ def _tune(args) -> int:
         )
     out_dir = args.output or user_database(args.build_dir)
     # a record carries its target; a build applies only the records tuned for its own (tuning_database)
-    spec, vnni = host_target(args.threads, machine_flags()) if args.target == "host" else (tvm_target_spec(args.threads), ())
+    spec, vnni = target_for(args.threads, host=args.target == "host")
     target = tvm.target.Target(spec)
     started, written = time.monotonic(), 0
     for path in paths:  # one model at a time: each must get faster for its kernels to be kept

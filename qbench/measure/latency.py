@@ -55,9 +55,7 @@ def time_phases(runner, x, calls: int, stretch: float = 1.0) -> np.ndarray:
     (what ``Runner.predict`` chains).  ``stretch`` (an injected slowdown,
     :mod:`qbench.measure.inject`) slows each phase by the same factor.
     """
-    from qbench.measure.inject import stretch_call
-
-    prepare, invoke, finish = (stretch_call(f, stretch) for f in (runner.prepare, runner.invoke, runner.dequantize_output))
+    prepare, invoke, finish = _stretched_phases(runner, stretch)
     out = np.empty((int(calls), len(PHASES)))
     clock = time.perf_counter
     for i in range(int(calls)):
@@ -73,6 +71,14 @@ def time_phases(runner, x, calls: int, stretch: float = 1.0) -> np.ndarray:
     return out
 
 
+def _stretched_phases(runner, stretch: float) -> tuple:
+    """``runner``'s prepare, invoke and dequantize_output (what ``Runner.predict`` chains), each slowed by
+    ``stretch`` (an injected slowdown, :mod:`qbench.measure.inject`)."""
+    from qbench.measure.inject import stretch_call
+
+    return tuple(stretch_call(f, stretch) for f in (runner.prepare, runner.invoke, runner.dequantize_output))
+
+
 def time_alternating(paths, calls: int, stretch: float = 1.0) -> np.ndarray:
     """(calls, len(paths)) end-to-end seconds of ``paths`` ((runner, x) pairs) called in turn, call by call.
 
@@ -81,9 +87,7 @@ def time_alternating(paths, calls: int, stretch: float = 1.0) -> np.ndarray:
     2-thread tail, falls on both.  Their order flips every call (A B, B A,
     ...), so neither always follows the other.
     """
-    from qbench.measure.inject import stretch_call
-
-    chains = [tuple(stretch_call(f, stretch) for f in (r.prepare, r.invoke, r.dequantize_output)) + (x,) for r, x in paths]
+    chains = [(*_stretched_phases(r, stretch), x) for r, x in paths]
     out = np.empty((int(calls), len(chains)))
     clock = time.perf_counter
     for i in range(int(calls)):

@@ -93,26 +93,35 @@ def grouped_matmul_prim_func(
     return te.create_prim_func([data, packed, out])
 
 
+def dot_product_desc(lanes: int, group: int, a_dtype: str, b_dtype: str):
+    """What a dot-product intrinsic computes, for tensorize to match: ``C[i] += A[k] * B[i, k]`` over
+    ``lanes`` int32 outputs and ``group`` products each (``vpmaddwd``: 8 x 2 int16; ``vpdpbusd``:
+    16 or 8 x 4 uint8 x int8)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((group,), a_dtype, offset_factor=1),
+        B: T.Buffer((lanes, group), b_dtype, offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:group], B[0:lanes, 0:group])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, group):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return desc
+
+
 @functools.cache
 def register_intrinsic() -> str:
     """Register the ``vpmaddwd`` tensor intrinsic with TVM (once per process); returns its name."""
     from tvm import s_tir
     from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        A: T.Buffer((2,), "int16", offset_factor=1),
-        B: T.Buffer((8, 2), "int16", offset_factor=1),
-        C: T.Buffer((8,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
-            T.writes(C[0:8])
-            for i in T.serial(0, 8):
-                for k in T.serial(0, 2):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -132,7 +141,7 @@ def register_intrinsic() -> str:
                 dtype="int32x8",
             )
 
-    s_tir.TensorIntrin.register(INTRIN, desc, impl)
+    s_tir.TensorIntrin.register(INTRIN, dot_product_desc(LANES, PAIR, "int16", "int16"), impl)
     return INTRIN
 
 

@@ -90,16 +90,29 @@ def _records_for(database, mcpu: str):
     from tvm.s_tir import meta_schedule as ms
 
     records = database.get_all_tuning_records()
-    mine = [r for r in records if str(r.target.attrs.get("mcpu", "")) == mcpu]
+    mine = [r for r in records if _mcpu(r.target) == mcpu]
     if len(mine) == len(records):
         return database
     if not mine:
         return None
     memory = ms.database.MemoryDatabase()
-    for r in mine:  # each record re-made on the new database's own workload, as stage() does
-        workload = memory.commit_workload(r.workload.mod)
-        memory.commit_tuning_record(ms.database.TuningRecord(r.trace, workload, r.run_secs, r.target, r.args_info))
+    for r in mine:
+        _copy_record(memory, r)
     return memory
+
+
+def _mcpu(target) -> str:
+    return str(target.attrs.get("mcpu", ""))
+
+
+def _copy_record(database, record) -> None:
+    """``record`` committed to ``database``, re-made on that database's own workload entry."""
+    from tvm.s_tir import meta_schedule as ms
+
+    workload = database.commit_workload(record.workload.mod)
+    database.commit_tuning_record(
+        ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target, record.args_info)
+    )
 
 
 def _decompress(source: Path, target: Path) -> Path:
@@ -125,12 +138,8 @@ def stage(records: Iterable[tuple], target, out_dir: Path, replaced: set[int]) -
         database.commit_tuning_record(ms.database.TuningRecord(trace, workload, [seconds], target, args))
     if database_files(out_dir) is not None:
         for record in open_database([out_dir]).get_all_tuning_records():
-            other_cpu = str(record.target.attrs.get("mcpu", "")) != str(target.attrs.get("mcpu", ""))
-            if other_cpu or tvm_ffi.structural_hash(record.workload.mod) not in replaced:
-                workload = database.commit_workload(record.workload.mod)
-                database.commit_tuning_record(
-                    ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target, record.args_info)
-                )
+            if _mcpu(record.target) != _mcpu(target) or tvm_ffi.structural_hash(record.workload.mod) not in replaced:
+                _copy_record(database, record)
     return staging
 
 

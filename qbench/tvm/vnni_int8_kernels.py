@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-from qbench.tvm.avx2_int8_kernels import grouped_matmul_prim_func
+from qbench.tvm.avx2_int8_kernels import dot_product_desc, grouped_matmul_prim_func
 
 BLOCK = "matmul_vpdpbusd"
 QUAD = 4  # input channels summed into one int32 lane per vpdpbusd
@@ -72,21 +72,6 @@ def register_intrinsic(lanes: int) -> str:
     bytes_ = lanes * QUAD
 
     @T.prim_func(s_tir=True)
-    def desc(
-        A: T.Buffer((4,), "uint8", offset_factor=1),
-        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
-        C: T.Buffer((lanes,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
-            T.writes(C[0:lanes])
-            for i in T.serial(0, lanes):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
     def impl(
         A: T.Buffer((4,), "uint8", offset_factor=1),
         B: T.Buffer((lanes, 4), "int8", offset_factor=1),
@@ -105,7 +90,7 @@ def register_intrinsic(lanes: int) -> str:
                 dtype=f"int32x{lanes}",
             )
 
-    s_tir.TensorIntrin.register(name, desc, impl)
+    s_tir.TensorIntrin.register(name, dot_product_desc(lanes, QUAD, "uint8", "int8"), impl)
     return name
 
 
