@@ -90,6 +90,7 @@ register(
             ctx.settings.profile.qat_epochs,
             LEARNING_RATE,
             BATCH_SIZE,
+            "traced-call conversion",  # qbench.backends.tflite._converter: not through a SavedModel
         ),
         kernel_isa=int8_dispatch,
     )
