@@ -25,9 +25,17 @@ Progress = Callable[[str], None]
 
 
 def prepare_in_subprocess(
-    settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = (), calibration_study: bool = False
+    settings,
+    dataset_fingerprint: str,
+    progress: Progress,
+    variants: tuple[str, ...] = (),
+    calibration_study: bool = False,
+    reverse: bool = False,
 ) -> dict[str, QBenchError]:
     """Build the model and ``variants`` in one child (one TensorFlow import for all); relay progress.
+
+    ``reverse``: the child takes its variants and the study's sets last first (the second of
+    :func:`prepare_together`'s children).
 
     Returns the variants whose build failed, each with its non-fatal
     :class:`QBenchError` (the others were built).  A child that dies while
@@ -51,6 +59,8 @@ def prepare_in_subprocess(
         cmd += ["--import-origin", origin]
     if calibration_study:
         cmd.append("--calibration-study")
+    if reverse:
+        cmd.append("--reverse-order")
     error = None
     failed: dict[str, QBenchError] = {}
     current = None
@@ -84,19 +94,34 @@ def prepare_in_subprocess(
     return failed
 
 
+def build_jobs() -> int:
+    """Build children run at once: two where the run may use two CPUs, else one.
+
+    TFLite conversion is mostly single-threaded Python (graph tracing and freezing), so a second child on the
+    second core builds the other half of the list: the smoke profile's nine variants took 85 s one after another.
+    No timer runs while they build: the session waits for its build children.
+    """
+    import os
+
+    return min(2, len(os.sched_getaffinity(0)))
+
+
 def build_in_children(session, variant: str, failures: dict, built: set) -> None:
     """Build ``variant`` in a child, together with every other selected variant the cache lacks.
 
-    One child imports TensorFlow once for all of them (a child per variant
-    paid 4-6 s each on a cold cache).  A build that fails is that variant's
-    failure, kept in ``failures``; a child that crashes takes the variant it
-    was building down with it, and the rest go to another child.  The
-    variants the children made are added to ``built``.
-    ``session``: the run's :class:`qbench.session.QBenchSession` (its builder,
-    settings, dataset and progress).
+    One child imports TensorFlow once for all of its variants (a child per
+    variant paid 4-6 s each on a cold cache); with :func:`build_jobs` two, a
+    second child takes the same list from the other end, and the build
+    cache's per-artifact locks (:mod:`qbench.backends.cache`) make each
+    artifact built once: a child that meets one the other is building waits
+    for it and goes on.  A build that fails is that variant's failure, kept in
+    ``failures``; a child that crashes takes the variant it was building down
+    with it, and the rest go to another child.  The variants the children
+    made are added to ``built``.  ``session``: the run's
+    :class:`qbench.session.QBenchSession` (its builder, settings, dataset and
+    progress).
     """
     from qbench import backends
-    from qbench.measure.isolation import WorkerCrash
 
     builder, settings = session.builder, session.settings
     while variant not in failures and not builder.is_current(variant):
@@ -109,17 +134,52 @@ def build_in_children(session, variant: str, failures: dict, built: set) -> None
             and not backends.get(v).swept  # its points are built by its sweep (qbench.measure.studies.selective_sweep)
             and not builder.is_current(v)
         ]
-        crashed = False
-        try:
-            failures.update(prepare_in_subprocess(settings, session.dataset.fingerprint(), session.progress, tuple(batch)))
-        except WorkerCrash as crash:
-            failures[crash.variant if crash.variant in batch else variant] = crash
-            crashed = True  # the variants after the crashed one were not built: the loop gives them another child
+        got, crashes = prepare_together(session.settings, session.dataset.fingerprint(), session.progress, tuple(batch))
+        failures.update(got)
+        for crash in crashes:  # the variants after the crashed one were not built: the loop gives them another child
+            failures.setdefault(crash.variant if crash.variant in batch else variant, crash)
+        crashed = bool(crashes)
         built.update(v for v in batch if v not in failures and builder.is_current(v))
         if not crashed and variant not in failures and not builder.is_current(variant):
             failures[variant] = QBenchError(f"{variant}: its build left no artifact", fatal=False)
     if variant in failures:
         raise failures[variant]
+
+
+def prepare_together(
+    settings, dataset_fingerprint: str, progress: Progress, variants: tuple[str, ...] = (), calibration_study: bool = False
+) -> tuple[dict[str, QBenchError], list]:
+    """:func:`prepare_in_subprocess` in :func:`build_jobs` children at once, the second from the other end.
+
+    Returns the failed builds and each child's :class:`qbench.measure.isolation.WorkerCrash`; any other
+    error of a child is raised here once both are done.
+    """
+    import threading
+
+    from qbench.measure.isolation import WorkerCrash
+
+    failures: dict[str, QBenchError] = {}
+    crashes: list[WorkerCrash] = []
+    errors: list[BaseException] = []
+
+    def child(reverse: bool) -> None:
+        try:
+            failures.update(prepare_in_subprocess(settings, dataset_fingerprint, progress, variants, calibration_study, reverse))
+        except WorkerCrash as crash:
+            crashes.append(crash)
+        except BaseException as exc:  # noqa: BLE001 - raised in the calling thread below
+            errors.append(exc)
+
+    several = len(variants) + (2 if calibration_study else 0) > 1
+    second = threading.Thread(target=child, args=(True,), name="qbench-build") if build_jobs() > 1 and several else None
+    if second is not None:
+        second.start()
+    child(False)
+    if second is not None:
+        second.join()
+    if errors:
+        raise errors[0]
+    return failures, crashes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write what was built (variant -> artifact path and metadata, model key, dataset fingerprint) to this "
         "JSON file; variants this revision does not know are listed as missing, not an error (the same-job base)",
     )
+    parser.add_argument("--reverse-order", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--calibration-study",
         action="store_true",
@@ -174,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         model_info = prepare_model(settings, dataset, progress)
         builder = VariantBuilder(model_info, dataset, settings, progress)
         built, points = {}, {}
-        for variant in () if model_only else settings.variants:
+        order = () if model_only else settings.variants[::-1] if args.reverse_order else settings.variants
+        for variant in order:
             if child:
                 print(f"@variant {variant}", flush=True)  # the parent blames a crash on this variant
             reason = backends.get(variant).unavailable()
@@ -197,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             if child:
                 print(f"@variant {study.STUDY_VARIANT}", flush=True)
             sets = study.calibration_sets(dataset, settings.study_fractions, settings.seed)
-            study.build_models(builder, sets, progress)
+            study.build_models(builder, sets[::-1] if args.reverse_order else sets, progress)
         if args.manifest is not None:
             _write_manifest(args.manifest, model_info, dataset, built, missing, points)
         if child and any(why.startswith("build failed") for why in missing.values()):

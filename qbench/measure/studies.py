@@ -28,9 +28,11 @@ def calibration_study(session) -> list[dict]:
     sets = session.calibration_sets()
     missing = [c for c in sets if not session.builder.calibrated(c.indices).is_current(study.STUDY_VARIANT)]
     if session.isolate and missing:
-        from qbench.measure.prepare import prepare_in_subprocess
+        from qbench.measure.prepare import prepare_together
 
-        prepare_in_subprocess(session.settings, session.dataset.fingerprint(), session.progress, calibration_study=True)
+        _, crashes = prepare_together(session.settings, session.dataset.fingerprint(), session.progress, calibration_study=True)
+        if crashes:
+            raise crashes[0]
     artifacts = study.build_models(session.builder, sets, session.progress if not session.isolate else lambda _m: None)
     _, y = session.dataset.test()
     accuracies = []
