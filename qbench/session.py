@@ -314,9 +314,9 @@ class QBenchSession:
         return partners[:count]
 
     def close_stream_partners(self) -> None:
-        for partners in self._partners.values():
-            for runner in partners:
-                runner.close()
+        from qbench.measure.isolation import close_workers
+
+        close_workers(runner.worker for partners in self._partners.values() for runner in partners)
         self._partners.clear()
 
     def selective(self, variant: str | None = None) -> dict:
@@ -487,9 +487,13 @@ class QBenchSession:
         self.results.setdefault(variant, VariantResult(variant)).latency = dict(stats)
 
     def close(self) -> None:
+        from qbench.measure.isolation import RemoteRunner, close_workers
+
         self.close_stream_partners()
+        close_workers(r.worker for r in self._runners.values() if isinstance(r, RemoteRunner))  # their exits overlap
         for runner in self._runners.values():
-            runner.close()
+            if not isinstance(runner, RemoteRunner):
+                runner.close()
         self._runners.clear()
         if self.base is not None:
             self.base.close()

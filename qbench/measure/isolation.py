@@ -199,11 +199,18 @@ class Worker:
                 conn.close()
 
     def close(self) -> None:
+        close_workers([self])
+
+    def _ask_to_quit(self) -> None:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGCONT)
             with contextlib.suppress(OSError, EOFError):
                 self._requests.send(("quit", {}))
+
+    def _await_exit(self) -> None:
+        if self.alive:
+            with contextlib.suppress(OSError, EOFError):
                 self._replies.recv()
             try:
                 self.proc.wait(timeout=10)
@@ -212,6 +219,19 @@ class Worker:
                 self.proc.wait()
         self._forget()
         self.log.close()
+
+
+def close_workers(workers) -> None:
+    """Stop ``workers``: every one is told to quit before any is waited for, so their exits overlap.
+
+    A native worker takes 1.4-1.5 s to exit (TensorFlow's teardown); one after another, a warm run's
+    closes added up to 5 s.
+    """
+    workers = list(workers)
+    for worker in workers:
+        worker._ask_to_quit()
+    for worker in workers:
+        worker._await_exit()
 
 
 def request_together(workers: list[Worker], step: str, op: str, **kwargs) -> list:
@@ -237,9 +257,8 @@ def request_together(workers: list[Worker], step: str, op: str, **kwargs) -> lis
 
 @atexit.register
 def close_all() -> None:
-    for worker in list(_LIVE):
-        with contextlib.suppress(Exception):
-            worker.close()
+    with contextlib.suppress(Exception):
+        close_workers(list(_LIVE))
 
 
 class RemoteRunner:

@@ -34,6 +34,7 @@ PHASES = ("end_to_end", "invoke")
 # Calls per block at most: only the harness floor (about 1 us a call) reaches it, and
 # 10,000 of its calls describe it as well as a full 0.1 s block would, in a tenth of the time.
 MAX_BLOCK_CALLS = 10_000
+WAKE_NEGLIGIBLE_S = 0.05  # a call this long needs no warm call before its block (interleaved_samples)
 
 
 def time_calls(fn: Callable, arg, calls: int) -> np.ndarray:
@@ -136,9 +137,13 @@ def interleaved_samples(
     calls: dict[str, int] = {}
     samples: dict[str, list[np.ndarray]] = {name: [] for name in timers}
 
+    per_call: dict[str, float] = {}
+
     def run(name: str, n: int) -> np.ndarray | None:
         try:
-            warm = max(1, n // 5)  # a runtime resumed after a pause needs a few calls to wake its threads and caches
+            # a runtime resumed after a pause needs a few calls to wake its threads and caches; a call of 50 ms or
+            # more dwarfs that (under 2 %), and an unneeded warm call of it doubled the block (int16x8 at batch 32)
+            warm = 0 if per_call.get(name, 0.0) >= WAKE_NEGLIGIBLE_S else max(1, n // 5)
             return np.asarray(live[name](n + warm), dtype=float)[warm:]
         except Exception as exc:
             live.pop(name, None)
@@ -150,8 +155,8 @@ def interleaved_samples(
     for name in list(live):  # warm-up round, discarded; it also sizes the blocks
         warm = run(name, 3)
         if warm is not None:
-            per_call = float(np.median(warm if warm.ndim == 1 else warm[:, 0]))
-            calls[name] = max(1, min(MAX_BLOCK_CALLS, int(block_seconds / max(per_call, 1e-7))))
+            per_call[name] = float(np.median(warm if warm.ndim == 1 else warm[:, 0]))
+            calls[name] = max(1, min(MAX_BLOCK_CALLS, int(block_seconds / max(per_call[name], 1e-7))))
     rounds = max(int(min_rounds), math.ceil(max_time / block_seconds))
     names = list(live)
     t0 = time.perf_counter()

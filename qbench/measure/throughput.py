@@ -113,6 +113,8 @@ def summarize(batches: tuple[int, ...], batch_blocks: dict[int, list], streams: 
 
 # What throughput adds to warm command 1 is a budget (at most 20 s, for every variant): five rounds of 30 ms
 # blocks per (variant, batch) timer took 6 s for 27 timers; four rounds of 50 ms stream windows 3-4 s.
+# Batch 1 is read from the batch-1 check's calls (one timer, not two), and the streams' partners are the
+# costs' fresh workers measured first (started once, not once for the streams and again for the costs).
 def batch_1_agreement(rounds) -> dict:
     """Batch 1 against the latency call, from calls made in turn: per round, the latency call's median
     seconds over batch 1's (their rates' ratio); the median over rounds, the range, how many.
@@ -177,6 +179,8 @@ def measure(session) -> dict[str, dict]:
 
             timers[reference_name(name)] = reference
         for b in supported[name]:
+            if b == 1:  # batch 1's blocks are the reference timer's batch-1 column: the same calls, not timed twice
+                continue
 
             def timed(calls: int, runner=runner, b=b, stretch=stretch):
                 with runner.during("throughput"):
@@ -188,9 +192,18 @@ def measure(session) -> dict[str, dict]:
         session.progress(f"throughput: batches {', '.join(map(str, batches))} of {len(runners)} variants, interleaved")
         got = interleaved_samples(timers, ROUNDS * BLOCK_SECONDS, ROUNDS, BLOCK_SECONDS, on_error=failed)
         blocks = {key: [b[:, 0] for b in parts] for key, parts in got.items()}
+        for name in runners:
+            if 1 in supported[name] and reference_name(name) in got:
+                blocks[batch_name(name, 1)] = [b[:, 1] for b in got[reference_name(name)]]
 
     stream_rates: dict[str, list[float]] = {}
     if streams:
+        for name in runners:  # its cost samples' fresh workers, kept paused, are the streams' partners: start them once
+            try:
+                session.costs(name)
+            except QBenchError as exc:  # the costs test reports it; the streams start their own partners
+                if exc.fatal:
+                    raise
         groups = {}
         for name, runner in runners.items():
             if name in errors:
