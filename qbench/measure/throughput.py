@@ -19,9 +19,10 @@ clients at once is limited by these, not by one warm call.  Two kinds:
   variants; the first is a discarded warm-up.
 
 Batch 1 through the variant's own worker makes the same calls as its
-latency; the latency call and a batch-1 call are also timed in turn, call
-by call, in the same rounds (``latency_call``, ``batch_1_vs_latency_call``),
-and the two must agree (``benchmarks/test_throughput.py``):
+latency; the latency call and a batch-1 call are timed in turn, call by
+call, in the same rounds (``latency_call``, ``batch_1_vs_latency_call``;
+batch 1's blocks are that timer's batch-1 calls), and the two must agree
+(``benchmarks/test_throughput.py``):
 a rate read in another campaign can differ for reasons of the runtime's
 own (LiteRT's calls on the smoke model switched between about 37 and 57 us
 from one campaign to the next on this VM).
