@@ -138,9 +138,8 @@ def build_in_children(session, variant: str, failures: dict, built: set) -> None
         failures.update(got)
         for crash in crashes:  # the variants after the crashed one were not built: the loop gives them another child
             failures.setdefault(crash.variant if crash.variant in batch else variant, crash)
-        crashed = bool(crashes)
         built.update(v for v in batch if v not in failures and builder.is_current(v))
-        if not crashed and variant not in failures and not builder.is_current(variant):
+        if not crashes and variant not in failures and not builder.is_current(variant):
             failures[variant] = QBenchError(f"{variant}: its build left no artifact", fatal=False)
     if variant in failures:
         raise failures[variant]
@@ -170,7 +169,7 @@ def prepare_together(
         except BaseException as exc:  # noqa: BLE001 - raised in the calling thread below
             errors.append(exc)
 
-    several = len(variants) + (2 if calibration_study else 0) > 1
+    several = calibration_study or len(variants) > 1  # the study has several sets
     second = threading.Thread(target=child, args=(True,), name="qbench-build") if build_jobs() > 1 and several else None
     if second is not None:
         second.start()
