@@ -60,7 +60,7 @@ def test_batch_sizes_and_streams_come_from_the_profile_unless_given():
 
 
 def test_known_speeds_read_as_they_are(smoke_run, tmp_path):
-    """2 ms a call: 8 images a call is 8x one, two streams 2x one stream, batch 1 agrees with the latency;
+    """2 ms a call: a call of 8 images takes 2 ms as one does, two streams are 2x one stream, batch 1 agrees with the latency;
     a runtime that takes one image a call says so."""
     build = tmp_path / "build"
     shutil.copytree(smoke_run[0], build, ignore=shutil.ignore_patterns("report", "base", "*.lock"))
@@ -80,8 +80,9 @@ def test_known_speeds_read_as_they_are(smoke_run, tmp_path):
     rows = {r["variant"]: r for r in json.loads((build / "report" / "summary.json").read_text())["rows"]}
     sleep, noop = rows["test-sleep-2ms"]["throughput"], rows["test-noop"]["throughput"]
     one = sleep["batches"]["1"]["img_s"]
-    assert 400 <= one <= 500, sleep  # 1 / 2 ms, less the call's own time
-    assert 7.2 <= sleep["batches"]["8"]["img_s"] / one <= 8.8, sleep
+    # a call is 2 ms of sleep and what the call and the timer add: at most 0.5 ms here, on a loaded CI VM
+    assert 0.002 <= 1 / one <= 0.0025, sleep
+    assert 0.002 <= 8 / sleep["batches"]["8"]["img_s"] <= 0.0025, sleep  # 8 images a call, counted as 8
     assert 1.8 <= sleep["streams"]["img_s"] / one <= 2.2, sleep
     assert sleep["best"] == "batch 8" and rows["test-sleep-2ms"]["throughput_img_s"] == sleep["batches"]["8"]["img_s"]
     assert noop["batches"]["8"] == throughput.BATCH_1_ONLY and noop["streams"]["count"] == 2
