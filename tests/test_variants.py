@@ -261,6 +261,37 @@ def test_bad_user_models(tmp_path, dataset):
         model_io_shape(two)
 
 
+def test_the_shapes_read_from_the_config_are_the_loaded_models_or_none(tmp_path):
+    """What the pytest process reads from a .keras archive without Keras agrees with loading it; where the config does
+    not state a shape outright it says so (``None``: the caller loads the model)."""
+    from qbench.model.keras_io import io_shape_from_config, load_keras_model, model_io_shape
+
+    stated = {"tiny": tiny_model(classes=7), "wide": tiny_model(size=48)}
+    inp = keras.Input((32, 32, 3))
+    stated["softmax-last"] = keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(4)(keras.layers.Flatten()(inp))))
+    stated["sequential"] = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    for name, model in stated.items():
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        read = io_shape_from_config(path)
+        assert read in (None, model_io_shape(load_keras_model(path))), name
+        assert (read is None) == (name in ("softmax-last", "sequential")), (name, read)
+    inp = keras.Input((32, 24, 3))
+    (tmp_path / "oblong").mkdir()
+    keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(inp))).save(tmp_path / "oblong" / "m.keras")
+    with pytest.raises(QBenchError, match="square RGB images"):
+        io_shape_from_config(tmp_path / "oblong" / "m.keras")
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("config.json", "{not json")
+    assert io_shape_from_config(broken) is None and io_shape_from_config(tmp_path / "missing.keras") is None
+    no_weights = tmp_path / "no-weights.keras"
+    with zipfile.ZipFile(tmp_path / "tiny.keras") as src, zipfile.ZipFile(no_weights, "w") as zf:
+        zf.writestr("config.json", src.read("config.json"))
+        zf.writestr("model.weights.h5", b"not hdf5")
+    assert io_shape_from_config(no_weights) is None
+
+
 def test_symmetric_preprocessing_reaches_the_model(tmp_path, dataset):
     """--qbench-preprocess symmetric feeds [-1, 1] to a user's model, in every variant."""
     from qbench.session import QBenchSession

@@ -16,7 +16,7 @@ import numpy as np
 from qbench.core.errors import QBenchError
 from qbench.core.fsutil import atomic_path, atomic_write_json, file_hash, file_lock, sha256_of, stable_hash
 from qbench.model.datasets import Dataset, to_model_input
-from qbench.model.keras_io import load_keras_model, model_io_shape
+from qbench.model.keras_io import io_shape_from_config, load_keras_model, model_io_shape
 
 if TYPE_CHECKING:  # types only: the settings sit above the model (import-linter layers)
     from qbench.config import Profile, Settings
@@ -126,7 +126,8 @@ def train_model(dataset: Dataset, profile: Profile, seed: int, out_path: Path, p
 
 
 def peek_user_model(path: Path) -> tuple[int, int]:
-    return model_io_shape(load_keras_model(path))
+    """(image_size, num_classes) of a user's model: from its config where that states them, else by loading it."""
+    return io_shape_from_config(path) or model_io_shape(load_keras_model(path))
 
 
 def image_size_for(settings: Settings) -> int:
@@ -160,8 +161,7 @@ def trained_model_path(settings: Settings, key: str) -> Path:
 def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> ModelInfo:
     """Return the model under test: the user's (validated), the committed reference, or a cached/trained MobileNetV2."""
     if settings.model_path is not None:
-        model = load_keras_model(settings.model_path)
-        size, classes = model_io_shape(model)
+        size, classes = peek_user_model(settings.model_path)
         if classes != dataset.num_classes:
             raise QBenchError(
                 f"model {settings.model_path} predicts {classes} classes but the {dataset.name} dataset has {dataset.num_classes}"
