@@ -42,8 +42,15 @@ def _keras():
     return keras
 
 
-def build_mobilenetv2(num_classes: int, image_size: int, alpha: float = 0.35, bn_momentum: float = 0.9):
+def build_mobilenetv2(
+    num_classes: int, image_size: int, alpha: float = 0.35, bn_momentum: float = 0.9, last_block: int | None = None
+):
     """MobileNetV2 (random init) taking [0, 1] RGB input.
+
+    ``last_block``: only the stem and the inverted residual blocks up to that
+    block's residual add, then average pooling (the smoke profile: the same
+    kinds of layer, a third of them, so CI trains, converts and compiles in a
+    third of the time).
 
     The [0, 1] -> [-1, 1] rescale is part of the graph, so every variant
     (including the int8 ones) sees the same input contract.  BatchNorm
@@ -60,6 +67,9 @@ def build_mobilenetv2(num_classes: int, image_size: int, alpha: float = 0.35, bn
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum
+    if last_block is not None:
+        cut = base.get_layer(f"block_{last_block}_add").output
+        base = keras.Model(base.input, keras.layers.GlobalAveragePooling2D()(cut), name=f"mobilenetv2_to_block_{last_block}")
     x = base(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"mobilenetv2_{alpha}_{image_size}")
@@ -73,7 +83,8 @@ def training_key(dataset: Dataset, profile: Profile, seed: int) -> str:
         "train",
         TRAINING_RECIPE_VERSION,
         dataset.fingerprint(),
-        [profile.image_size, profile.alpha, profile.epochs, profile.batch_size, profile.learning_rate],
+        [profile.image_size, profile.alpha, profile.epochs, profile.batch_size, profile.learning_rate]
+        + ([] if profile.last_block is None else [profile.last_block]),
         seed,
         version("tensorflow"),
         version("keras"),
@@ -84,7 +95,7 @@ def train_model(dataset: Dataset, profile: Profile, seed: int, out_path: Path, p
     """Train on the train split and save (atomically, without optimizer state). Returns seconds."""
     keras = _keras()
     keras.utils.set_random_seed(seed)
-    model = build_mobilenetv2(dataset.num_classes, dataset.image_size, profile.alpha)
+    model = build_mobilenetv2(dataset.num_classes, dataset.image_size, profile.alpha, last_block=profile.last_block)
     model.compile(
         optimizer=keras.optimizers.Adam(profile.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -106,7 +117,8 @@ def train_model(dataset: Dataset, profile: Profile, seed: int, out_path: Path, p
             )
 
     progress(
-        f"training MobileNetV2 (alpha {profile.alpha}, {dataset.image_size}x{dataset.image_size}) on "
+        f"training MobileNetV2 (alpha {profile.alpha}, {dataset.image_size}x{dataset.image_size}"
+        f"{'' if profile.last_block is None else f', up to block {profile.last_block}'}) on "
         f"{len(x)} {dataset.name} images for {profile.epochs} epochs"
     )
     t0 = time.perf_counter()
@@ -114,7 +126,7 @@ def train_model(dataset: Dataset, profile: Profile, seed: int, out_path: Path, p
     seconds = time.perf_counter() - t0
     # Save a clean copy: same weights, no optimizer slots (they would triple the
     # "native" size and make the size-reduction column meaningless).
-    clean = build_mobilenetv2(dataset.num_classes, dataset.image_size, profile.alpha)
+    clean = build_mobilenetv2(dataset.num_classes, dataset.image_size, profile.alpha, last_block=profile.last_block)
     clean.set_weights(model.get_weights())
     with atomic_path(out_path) as tmp:
         clean.save(tmp)
