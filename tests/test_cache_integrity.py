@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from qbench.backends.cache import read_record
+from qbench.model.under_test import content_key
 from tests.helpers import REPO, run_pytest
 
 ARTIFACTS = {"native": ".keras", "tflite-int8": ".tflite", "tvm-avx2-int8": ".so"}
@@ -33,7 +34,7 @@ def _copy(build: Path, dest: Path) -> Path:
 def _artifact(build: Path, variant: str) -> Path:
     """The smoke model's artifact of ``variant`` (other tests on the smoke build dir may add other models' keys)."""
     pattern = re.compile(rf"{re.escape(variant)}-[0-9a-f]{{12}}{re.escape(ARTIFACTS[variant])}$")
-    keys = {p.parent.name for p in build.glob("models/*/model.keras")}
+    keys = {content_key(p, "unit") for p in build.glob("models/*/model.keras")}
     found = [p for p in (build / "variants").glob("*/*") if pattern.match(p.name) and (not keys or p.parent.name in keys)]
     assert len(found) == 1, found
     return found[0]

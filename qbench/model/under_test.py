@@ -150,10 +150,16 @@ def image_size_for(settings: Settings) -> int:
 
 
 def model_key(settings: Settings, dataset: Dataset) -> str:
-    """Cache key of the model under test (known before the model exists)."""
+    """Cache key of the model under test (known before the model exists): where a trained one is kept."""
     if settings.model_path is not None:
-        return stable_hash("user", file_hash(settings.model_path), settings.preprocess)
+        return content_key(settings.model_path, settings.preprocess)
     return training_key(dataset, settings.profile, settings.seed)
+
+
+def content_key(path: Path, preprocess: str) -> str:
+    """What names a model file's variants: its bytes and how inputs are scaled.  A model this code trained and the
+    same file given as ``--qbench-model-path`` (or ``--qbench-base-model``) share their variants."""
+    return stable_hash("user", file_hash(path), preprocess)
 
 
 def needs_training(settings: Settings, dataset: Dataset) -> bool:
@@ -199,12 +205,12 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> M
         return ModelInfo(ref.path, ref.key, dataset.image_size, dataset.num_classes, False, "unit", ref.meta.get("train_seconds"))
     key = model_key(settings, dataset)
     path = trained_model_path(settings, key)
-    cached = _cached_model(path, key, dataset, progress, quiet=True)
+    cached = _cached_model(path, dataset, progress, quiet=True)
     if cached is not None:
         return cached
     # a second run training the same model waits here, then uses the first run's file
     with file_lock(path.with_name("model.lock"), lambda: progress(f"waiting for another run that is training {path}")):
-        cached = _cached_model(path, key, dataset, progress)
+        cached = _cached_model(path, dataset, progress)
         if cached is not None:
             return cached
         seconds = train_model(dataset, settings.profile, settings.seed, path, progress)
@@ -221,7 +227,7 @@ def prepare_model(settings: Settings, dataset: Dataset, progress: Progress) -> M
             },
         )
     progress(f"trained in {seconds:.0f}s, saved {path}")
-    return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", seconds)
+    return ModelInfo(path, content_key(path, "unit"), dataset.image_size, dataset.num_classes, True, "unit", seconds)
 
 
 def _record_mismatch(path: Path) -> tuple[dict, str | None]:
@@ -238,7 +244,7 @@ def _record_mismatch(path: Path) -> tuple[dict, str | None]:
     return meta, None
 
 
-def _cached_model(path: Path, key: str, dataset: Dataset, progress: Progress, quiet: bool = False) -> ModelInfo | None:
+def _cached_model(path: Path, dataset: Dataset, progress: Progress, quiet: bool = False) -> ModelInfo | None:
     """The trained model in the cache if it matches its record (size, sha256) and loads; else ``None``.
 
     ``quiet``: only look (outside the lock, where another run may be writing it); otherwise say why not in one line.
@@ -253,6 +259,7 @@ def _cached_model(path: Path, key: str, dataset: Dataset, progress: Progress, qu
             progress(f"model: cached model {path} does not match its record ({why}); training again")
         return None
     progress(f"using cached model {path}")
+    key = content_key(path, "unit")
     return ModelInfo(path, key, dataset.image_size, dataset.num_classes, True, "unit", meta.get("train_seconds"))
 
 
