@@ -12,6 +12,7 @@ import re
 
 from qbench.core import machine as machine_facts
 from qbench.gate import fingerprint
+from tests import import_probe
 from tests.helpers import run_pytest
 
 
@@ -106,9 +107,11 @@ def test_same_job_base_model_gates_the_candidate_against_its_twin(smoke_run, tmp
         f"--qbench-base-model={model}",
     )
     mode = f"same-job base model {model.resolve()}"
-    same = run_pytest(*common, "--qbench-latency-threshold=1.5", "--qbench-memory-threshold=1.5")
+    same = run_pytest(*common, "--qbench-latency-threshold=1.5", "--qbench-memory-threshold=1.5", "-p", "tests.import_probe")
     out = same.stdout + same.stderr
     assert same.returncode == 0, out[-3000:]
+    # a cached trained model and a base model file whose config states its shapes: TensorFlow only in the workers
+    assert f"{import_probe.LINE}no" in out, out[-3000:]
     assert f"qbench gate: PASS on machine {fingerprint.machine_id()}" in out
     assert f"latency of 2 against {mode}" in out and f"accuracy of 2 variant(s) against {mode}" in out
     assert re.search(r"\| tflite-int8 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \([0-9.]+-[0-9.]+\) \| [0-9.]+ \| [0-9.]+ \| ok \|", out)
