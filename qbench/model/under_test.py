@@ -245,7 +245,7 @@ def _record_mismatch(path: Path) -> tuple[dict, str | None]:
 
 
 def _cached_model(path: Path, dataset: Dataset, progress: Progress, quiet: bool = False) -> ModelInfo | None:
-    """The trained model in the cache if it matches its record (size, sha256) and loads; else ``None``.
+    """The trained model in the cache if it matches its record (size, sha256); else ``None``.
 
     ``quiet``: only look (outside the lock, where another run may be writing it); otherwise say why not in one line.
     """
