@@ -73,9 +73,9 @@ def io_shape_from_config(path: Path) -> tuple[int, int] | None:
         if first["class_name"] != "InputLayer" or last["class_name"] != "Dense":
             return None
         features = last["build_config"]["input_shape"]
-        in_shape, out_shape = tuple(first["config"]["batch_shape"]), (features[0], int(last["config"]["units"]))
         if len(features) != 2:
             return None
+        in_shape, out_shape = tuple(first["config"]["batch_shape"]), (features[0], int(last["config"]["units"]))
     except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile, RuntimeError):
         return None
     return _classifier_shape(in_shape, out_shape)
