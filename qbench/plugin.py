@@ -364,6 +364,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         return  # nothing measured (e.g. only spec tests ran): keep the last full report
     from qbench.report.tables import harness_floor_figures, harness_floor_note, render_markdown, summarize, write_reports
 
+    session.let_workers_go()  # nothing is measured from here on: their exits overlap the report's writing
     rows = summarize(session.results)
     floor = harness_floor_figures(session.campaigns.floor())
     notes = [n for n in [harness_floor_note(floor), *reference_notes(session)] if n]

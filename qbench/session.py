@@ -65,6 +65,8 @@ class QBenchSession:
         self._evaluations: dict[str, Evaluation] = {}
         self._cost_samples: dict[str, list[dict]] = {}  # variant -> one dict per worker (qbench.measure.costs.sample)
         self._partners: dict[str, list] = {}  # variant -> its extra workers for concurrent streams (qbench.measure.throughput)
+        self._imported: dict[str, list] = {}  # variant -> (worker, baseline) pairs imported ahead for its cost samples
+        self._quitting: list = []  # workers told to quit, awaited in close()
         self._throughput: dict[str, dict] | None = None
         self.selective_sweeps: dict[str, dict] = {}  # every swept variant's sweep (qbench.measure.selective), once run
         self.campaigns = Campaigns()  # the interleaved latency campaigns (qbench.measure.campaign)
@@ -171,10 +173,25 @@ class QBenchSession:
         costs = costs and self.settings.n_cost_samples > 0
         hold = self.injections.memory.get(variant, 0.0)  # --qbench-inject-memory
         inputs = self.worker_inputs()
-        runner = start_remote_runner(variant, path, meta, self.settings.threads, options, inputs, costs=costs, hold_mib=hold)
+        imported = self._imported_beside_a_cost_sample(variant) if costs else None
+        runner = start_remote_runner(
+            variant, path, meta, self.settings.threads, options, inputs, costs=costs, hold_mib=hold, imported=imported
+        )
         if track and not options:  # a crash in any later step marks the variant failed
             runner.worker.on_crash = lambda crash: self._fail(variant, crash)
         return runner
+
+    def _imported_beside_a_cost_sample(self, variant: str):
+        """A worker for ``variant``'s own runner, its runtime imported at the same time as that of the fresh
+        worker its next cost sample takes (kept in ``_imported``), when there is to be one: the two imports
+        overlap instead of following each other (TensorFlow's takes 4.5 s); loads and calls stay one at a time."""
+        from qbench.measure.isolation import start_imported_workers
+
+        if self.settings.n_cost_samples < 2 or self._imported.get(variant):
+            return None
+        own, spare = start_imported_workers(variant, 2)
+        self._imported[variant] = [spare]
+        return own
 
     def test_scores(self, runner) -> np.ndarray:
         if self.isolate:
@@ -272,7 +289,11 @@ class QBenchSession:
             hold = self.injections.memory.get(variant, 0.0)
             inputs = self.worker_inputs()
             threads = self.settings.threads
-            runner = start_remote_runner(variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold)
+            spare = self._imported.get(variant)
+            imported = spare.pop() if spare else None  # its runtime imported beside the variant's own worker
+            runner = start_remote_runner(
+                variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold, imported=imported
+            )
             keep = False
             try:
                 with runner.during("costs"):
@@ -288,16 +309,17 @@ class QBenchSession:
         self.results.setdefault(variant, VariantResult(variant)).costs = summary
         return summary
 
-    def throughput(self, variant: str) -> dict | None:
+    def throughput(self, variant: str, max_time: float = 2.0, min_rounds: int = 5) -> dict | None:
         """Images per second by batch size and with concurrent streams (:mod:`qbench.measure.throughput`),
-        measured for every selected variant at the first request; ``None``: not measured (not isolated, or
-        no batch sizes and no streams asked for)."""
+        measured for every selected variant at the first request (``max_time``/``min_rounds``: the latency
+        campaign's budget, should batch 1 need it run); ``None``: not measured (not isolated, or no batch
+        sizes and no streams asked for)."""
         if not self.isolate or not (self.settings.batches or self.settings.streams > 1):
             return None
         if self._throughput is None:
             from qbench.measure.throughput import measure
 
-            self._throughput = measure(self)
+            self._throughput = measure(self, max_time, min_rounds)
             for name, figures in self._throughput.items():
                 if "error" not in figures:
                     self.results.setdefault(name, VariantResult(name)).throughput = figures
@@ -314,10 +336,27 @@ class QBenchSession:
         return partners[:count]
 
     def close_stream_partners(self) -> None:
-        from qbench.measure.isolation import close_workers
-
-        close_workers(runner.worker for partners in self._partners.values() for runner in partners)
+        """Tell the streams' extra workers to quit; :meth:`close` awaits them, so their exits (TensorFlow's
+        takes 1.4-1.5 s) overlap the tests that follow instead of holding them up."""
+        self._let_go([runner.worker for partners in self._partners.values() for runner in partners])
         self._partners.clear()
+
+    def let_workers_go(self) -> None:
+        """Tell every worker to quit (the run has measured all it will: its report is being written);
+        :meth:`close` awaits them."""
+        from qbench.measure.isolation import RemoteRunner
+
+        self.close_stream_partners()
+        spares = [worker for pairs in self._imported.values() for worker, _ in pairs]
+        self._imported.clear()
+        self._let_go([*spares, *(r.worker for r in self._runners.values() if isinstance(r, RemoteRunner))])
+        self._runners = {key: r for key, r in self._runners.items() if not isinstance(r, RemoteRunner)}
+
+    def _let_go(self, workers: list) -> None:
+        from qbench.measure.isolation import ask_to_quit
+
+        ask_to_quit(workers)
+        self._quitting.extend(workers)
 
     def selective(self, variant: str | None = None) -> dict:
         """A selective sweep (:func:`qbench.measure.studies.selective_sweep`; ``tflite-int8-selective``'s unless
@@ -487,13 +526,13 @@ class QBenchSession:
         self.results.setdefault(variant, VariantResult(variant)).latency = dict(stats)
 
     def close(self) -> None:
-        from qbench.measure.isolation import RemoteRunner, close_workers
+        from qbench.measure.isolation import close_workers
 
-        self.close_stream_partners()
-        close_workers(r.worker for r in self._runners.values() if isinstance(r, RemoteRunner))  # their exits overlap
-        for runner in self._runners.values():
-            if not isinstance(runner, RemoteRunner):
-                runner.close()
+        self.let_workers_go()
+        close_workers(self._quitting)  # their exits overlap
+        self._quitting.clear()
+        for runner in self._runners.values():  # those left run in this process
+            runner.close()
         self._runners.clear()
         if self.base is not None:
             self.base.close()

@@ -3,7 +3,8 @@
 ``test-alloc-100-50`` holds 100 MiB (written, so resident) from load on and
 allocates 50 MiB more, touches and frees it, on every call: its load
 memory is 100 MiB and its peak 150 MiB.  ``test-noop`` holds nothing.
-``test-sleep-2ms`` sleeps 2 ms a call, whatever the batch (it takes one):
+``test-slow-import`` is ``test-noop`` whose runtime takes 0.5 s to import
+(``tests.slow_import``).  ``test-sleep-2ms`` sleeps 2 ms a call, whatever the batch (it takes one):
 8 images a call run 8x the images per second of one, and two concurrent
 streams twice one stream's, since sleeping uses no core.
 All predict a constant and are never selected by "all".
@@ -54,19 +55,21 @@ def _build(ctx, out_path) -> dict:
     return {"image_size": ctx.model_info.image_size}
 
 
-def _variant(name: str, load_mib: int, call_mib: int) -> Variant:
+def _variant(name: str, load_mib: int, call_mib: int, runtime_modules: tuple[str, ...] = ()) -> Variant:
     return Variant(
         name=name,
         description=f"test only: {load_mib} MiB held from load, {call_mib} MiB more in each call",
         suffix=".bin",
         build=_build,
         load=lambda path, meta, threads, **_: AllocatingRunner(name, int(meta["image_size"]), load_mib, call_mib),
+        runtime_modules=runtime_modules,
         default=False,
     )
 
 
 register(_variant("test-alloc-100-50", 100, 50))
 register(_variant("test-noop", 0, 0))
+register(_variant("test-slow-import", 0, 0, runtime_modules=("tests.slow_import",)))
 register(
     Variant(
         name="test-sleep-2ms",

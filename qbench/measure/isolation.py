@@ -228,10 +228,19 @@ def close_workers(workers) -> None:
     closes added up to 5 s.
     """
     workers = list(workers)
-    for worker in workers:
-        worker._ask_to_quit()
+    ask_to_quit(workers)
     for worker in workers:
         worker._await_exit()
+
+
+def ask_to_quit(workers) -> None:
+    """Tell ``workers`` to quit without waiting for them: their exits overlap what the parent does next.
+
+    Until :func:`close_workers` awaits them they are live workers like the others, so one that is still
+    exiting when a worker is next measured is paused with the rest.
+    """
+    for worker in workers:
+        worker._ask_to_quit()
 
 
 def request_together(workers: list[Worker], step: str, op: str, **kwargs) -> list:
@@ -329,16 +338,32 @@ class RemoteRunner:
         """(calls, 2) seconds of end-to-end calls on ``batch`` images at once, timed in the worker."""
         return self.worker.request(self.step, "time_batch", batch=batch, calls=calls, stretch=stretch)
 
-    def time_batch_1_against_call(self, calls: int, stretch: float = 1.0):
-        """(calls, 2) seconds: the latency call and a batch-1 call in turn, call by call, timed in the worker."""
-        return self.worker.request(self.step, "time_batch_1_against_call", calls=calls, stretch=stretch)
-
     def os_threads(self) -> int:
         """The worker's OS thread count (Linux), e.g. after timing: the runtime's pool is in it."""
         return self.worker.request(self.step, "os_threads")
 
     def close(self) -> None:
         self.worker.close()
+
+
+def start_imported_workers(variant: str, count: int, code_root: Path | None = None, label: str | None = None) -> list:
+    """``count`` fresh workers of ``variant``, each with the variant's runtime imported and its costs' baseline
+    read (``runtime_baseline``), the imports made at once.
+
+    An import is measured only by the resident set it leaves, which another process importing beside it does
+    not change, so workers need not take turns for it (TensorFlow's import alone took 4.5 s here); what is
+    timed (the load, the first call) still runs in one worker at a time, every other one paused.  Returns
+    ``(worker, baseline)`` pairs for :func:`start_remote_runner`'s ``imported``.
+    """
+    from qbench import backends
+
+    workers = [Worker(label or variant, backends.get(variant).environment, code_root) for _ in range(count)]
+    try:
+        baselines = request_together(workers, "load", "runtime_baseline", variant=variant, origins=backends.origins([variant]))
+    except QBenchError:
+        close_workers(w for w in workers if w.crash is None)
+        raise
+    return list(zip(workers, baselines, strict=True))
 
 
 def start_remote_runner(
@@ -352,21 +377,28 @@ def start_remote_runner(
     label: str | None = None,
     costs: bool = False,
     hold_mib: float = 0.0,
+    imported: tuple | None = None,
 ) -> RemoteRunner:
     """A worker with ``variant`` loaded from ``path`` and the test split in memory.
 
     ``code_root``/``label``: the same-job base's twin, run with the base revision's code (:mod:`qbench.gate.base`).
     ``costs``: also measure its import baseline, load time, resident set and first call (``RemoteRunner.costs``;
     :mod:`qbench.measure.costs`).  ``hold_mib``: an injected memory regression (:mod:`qbench.measure.inject`).
+    ``imported``: a ``(worker, baseline)`` pair from :func:`start_imported_workers` to load into instead of a
+    new worker.
     """
     from qbench import backends
 
-    worker = Worker(label or variant, backends.get(variant).environment, code_root)
+    if imported is not None:
+        worker, baseline = imported
+    else:
+        worker, baseline = Worker(label or variant, backends.get(variant).environment, code_root), None
     measured: dict = {}
     try:
         if costs:
-            origins = backends.origins([variant])
-            measured["baseline"] = worker.request("load", "runtime_baseline", variant=variant, origins=origins)
+            measured["baseline"] = baseline or worker.request(
+                "load", "runtime_baseline", variant=variant, origins=backends.origins([variant])
+            )
         info = worker.request(
             "load",
             "load",

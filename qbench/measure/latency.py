@@ -80,27 +80,6 @@ def _stretched_phases(runner, stretch: float) -> tuple:
     return tuple(stretch_call(f, stretch) for f in (runner.prepare, runner.invoke, runner.dequantize_output))
 
 
-def time_alternating(paths, calls: int, stretch: float = 1.0) -> np.ndarray:
-    """(calls, len(paths)) end-to-end seconds of ``paths`` ((runner, x) pairs) called in turn, call by call.
-
-    Two paths compared this way see the same state of the machine and of the
-    runtime: a speed mode that changes between two 30 ms blocks, or a
-    2-thread tail, falls on both.  Their order flips every call (A B, B A,
-    ...), so neither always follows the other.
-    """
-    chains = [(*_stretched_phases(r, stretch), x) for r, x in paths]
-    out = np.empty((int(calls), len(chains)))
-    clock = time.perf_counter
-    for i in range(int(calls)):
-        order = range(len(chains)) if i % 2 == 0 else reversed(range(len(chains)))
-        for k in order:
-            prepare, invoke, finish, x = chains[k]
-            t0 = clock()
-            finish(invoke(prepare(x)))
-            out[i, k] = clock() - t0
-    return out
-
-
 def time_method(runner, method: str, x, calls: int, stretch: float = 1.0) -> np.ndarray:
     """Time ``calls`` calls: ``"phases"`` (:func:`time_phases`) or one runner method, e.g. ``keras_predict``."""
     from qbench.measure.inject import stretch_call

@@ -18,14 +18,17 @@ clients at once is limited by these, not by one warm call.  Two kinds:
   paused; the rate is all their calls / the window.  Rounds rotate over the
   variants; the first is a discarded warm-up.
 
-Batch 1 through the variant's own worker makes the same calls as its
-latency; the latency call and a batch-1 call are timed in turn, call by
-call, in the same rounds (``latency_call``, ``batch_1_vs_latency_call``;
-batch 1's blocks are that timer's batch-1 calls), and the two must agree
-(``benchmarks/test_throughput.py``):
-a rate read in another campaign can differ for reasons of the runtime's
-own (LiteRT's calls on the smoke model switched between about 37 and 57 us
-from one campaign to the next on this VM).
+Batch 1 is the latency campaign's own calls (:mod:`qbench.measure.latency`): one
+image a call through the variant's runner is what latency times, and
+``Runner.batch_runner(1)`` is that same runner for every runtime, so it is
+not timed a second time.  Its rate is each 0.1 s block's calls over their
+seconds, the median over the campaign's blocks, and it reads 1 / the
+median latency unless the calls have a tail (the rate is 1 / their mean).
+Timed again in the throughput campaign, 20-40 s later, the same calls read
+0.84-1.40x that (native, tflite-int8 and tflite-int8-qat on the default
+model, five warm runs on an AVX-512 VNNI VM): the machine's phase, not the
+batch path.  Batch 8 and 32
+come from the throughput campaign that follows the latency campaign.
 """
 
 from __future__ import annotations
@@ -40,11 +43,6 @@ BATCH_1_ONLY = "batch 1 only"
 
 def batch_name(variant: str, batch: int) -> str:
     return f"{variant} batch {batch}"
-
-
-def reference_name(variant: str) -> str:
-    """The variant's single-image latency call, timed among the batch timers (the batch-1 check's yardstick)."""
-    return f"{variant} batch latency"
 
 
 def block_rates(blocks, batch: int) -> list[float]:
@@ -114,33 +112,23 @@ def summarize(batches: tuple[int, ...], batch_blocks: dict[int, list], streams: 
 
 # What throughput adds to warm command 1 is a budget (at most 20 s, for every variant): five rounds of 30 ms
 # blocks per (variant, batch) timer took 6 s for 27 timers; four rounds of 50 ms stream windows 3-4 s.
-# Batch 1 is read from the batch-1 check's calls (one timer, not two), and the streams' partners are the
-# costs' fresh workers measured first (started once, not once for the streams and again for the costs).
-def batch_1_agreement(rounds) -> dict:
-    """Batch 1 against the latency call, from calls made in turn: per round, the latency call's median
-    seconds over batch 1's (their rates' ratio); the median over rounds, the range, how many.
-
-    Medians, because a tail of a few slow calls (tflite-dynamic's 2 threads
-    on 2 cores) falls on one path or the other by chance and would move a
-    ratio of sums; what the check asks is whether both paths make the same
-    call."""
-    ratios = [float(np.median(r[:, 0]) / np.median(r[:, 1])) for r in rounds if len(r)]
-    return {"median": float(np.median(ratios)), "range": [min(ratios), max(ratios)], "rounds": len(ratios)}
-
-
+# Batch 1 is read from the latency campaign (no timer of its own), and the streams' partners are the costs'
+# fresh workers measured first (started once, not once for the streams and again for the costs).
 ROUNDS = 5  # interleaved rounds of every (variant, batch) timer
 BLOCK_SECONDS = 0.03  # one timed block of a batch size
 STREAM_ROUNDS = 4  # rounds of every variant's streams, after a warm-up round
 STREAM_SECONDS = 0.05  # one stream round's window
 
 
-def measure(session) -> dict[str, dict]:
+def measure(session, max_time: float = 2.0, min_rounds: int = 5) -> dict[str, dict]:
     """Every selected variant's throughput (``summarize``'s dict, or ``{"error": line}``), measured in one go.
 
-    The batch timers of all variants are interleaved, then the streams' rounds
-    rotate over the variants; each variant's extra stream workers are the ones
-    its costs measurement left running (``QBenchSession.stream_partners``),
-    closed when the streams are done.
+    Batch 1 is read from the latest latency campaign (run first, with
+    ``max_time`` and ``min_rounds``, if none has run); the batch timers of
+    all variants are interleaved, then the streams' rounds rotate over the
+    variants; each variant's extra stream workers are the ones its costs
+    measurement left running (``QBenchSession.stream_partners``), told to
+    quit when the streams are done.
     """
     from qbench.core.errors import QBenchError
     from qbench.measure.isolation import request_together
@@ -148,13 +136,15 @@ def measure(session) -> dict[str, dict]:
 
     settings = session.settings
     batches, streams = settings.batches, settings.streams if settings.streams > 1 else 0
-    runners, supported, errors = {}, {}, {}
+    runners, supported, errors, blocks = {}, {}, {}, {}
     for name in settings.variants:
         try:
             session.evaluation(name)
             runner = session.runner(name)
             with runner.during("throughput"):
                 supported[name] = runner.batch_sizes(batches)
+            if 1 in supported[name]:  # the latency's calls: the same runner (batch_runner(1)), the same call
+                blocks[batch_name(name, 1)] = session.latency_blocks(name, max_time, min_rounds, session.latest_campaign)
         except QBenchError as exc:
             if exc.fatal:
                 raise
@@ -168,19 +158,8 @@ def measure(session) -> dict[str, dict]:
     timers = {}
     for name, runner in runners.items():
         stretch = session.injections.slowdown.get(name, 1.0)
-        if 1 in supported[name]:
-            # the batch-1 check's yardstick: the latency call and a batch-1 call in turn, call by call, in the same
-            # worker. Compared block against adjacent block instead, LiteRT's rounds on the smoke model read
-            # 0.73-2.6x apart (its speed modes, 9,200 vs 25,500 img/s), and tflite-dynamic's 0.07-0.55x on another
-            # VM (its 2-thread tail): both failed a CI run.
-
-            def reference(calls: int, runner=runner, stretch=stretch):
-                with runner.during("throughput"):
-                    return runner.time_batch_1_against_call(calls, stretch)
-
-            timers[reference_name(name)] = reference
         for b in supported[name]:
-            if b == 1:  # batch 1's blocks are the reference timer's batch-1 column: the same calls, not timed twice
+            if b == 1:
                 continue
 
             def timed(calls: int, runner=runner, b=b, stretch=stretch):
@@ -188,14 +167,11 @@ def measure(session) -> dict[str, dict]:
                     return runner.time_batch(b, calls, stretch)
 
             timers[batch_name(name, b)] = timed
-    blocks, got = {}, {}
     if timers:
-        session.progress(f"throughput: batches {', '.join(map(str, batches))} of {len(runners)} variants, interleaved")
+        sizes = ", ".join(str(b) for b in batches if b > 1)
+        session.progress(f"throughput: batches {sizes} of {len(runners)} variants, interleaved (batch 1: the latency's calls)")
         got = interleaved_samples(timers, ROUNDS * BLOCK_SECONDS, ROUNDS, BLOCK_SECONDS, on_error=failed)
-        blocks = {key: [b[:, 0] for b in parts] for key, parts in got.items()}
-        for name in runners:
-            if 1 in supported[name] and reference_name(name) in got:
-                blocks[batch_name(name, 1)] = [b[:, 1] for b in got[reference_name(name)]]
+        blocks |= {key: [b[:, 0] for b in parts] for key, parts in got.items()}
 
     stream_rates: dict[str, list[float]] = {}
     if streams:
@@ -233,8 +209,4 @@ def measure(session) -> dict[str, dict]:
         elif name in runners:
             per_batch = {b: blocks.get(batch_name(name, b)) for b in supported[name]}
             out[name] = summarize(batches, per_batch, streams, stream_rates.get(name))
-            ref = got.get(reference_name(name))  # (calls, 2) blocks: the latency call, a batch-1 call
-            if ref:
-                out[name]["latency_call"] = rate_figures(block_rates([b[:, 0] for b in ref], 1))
-                out[name]["batch_1_vs_latency_call"] = batch_1_agreement(ref)
     return out

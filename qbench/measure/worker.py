@@ -44,10 +44,10 @@ class WorkerState:
 
         for origin in origins:
             backends.import_origin(origin)
-        t0 = time.perf_counter()
+        t0, since = time.perf_counter(), time.monotonic()  # monotonic: one clock for every process of the machine
         for module in backends.get(variant).runtime_modules:
             importlib.import_module(module)
-        return {"import_s": time.perf_counter() - t0, "rss_kib": resident_kib()}
+        return {"import_s": time.perf_counter() - t0, "imported": [since, time.monotonic()], "rss_kib": resident_kib()}
 
     def load(self, variant, path, meta, threads, options, origins, hold_mib=0.0):
         """Load the artifact; ``hold_mib``: an injected memory regression (``--qbench-inject-memory``), held from here on."""
@@ -139,16 +139,6 @@ class WorkerState:
         runner = self._batch(batch)
         x = np.take(self.inputs, np.arange(batch) % len(self.inputs), axis=0)
         return time_phases(runner, x, calls, stretch)
-
-    def time_batch_1_against_call(self, calls, stretch=1.0):
-        """(calls, 2) seconds: the latency call (column 0) and a batch-1 call (column 1), alternating call by call
-        (:func:`qbench.measure.latency.time_alternating`), for the batch-1 check."""
-        import numpy as np
-
-        from qbench.measure.latency import time_alternating
-
-        one = (self._batch(1), np.take(self.inputs, [0], axis=0))
-        return time_alternating([(self.runner, self.inputs[0:1]), one], calls, stretch)
 
     def stream(self, start_at, seconds, stretch=1.0):
         """One of several concurrent single-image streams: end-to-end calls back to back from ``start_at``
