@@ -27,8 +27,8 @@ median latency unless the calls have a tail (the rate is 1 / their mean).
 Timed again in the throughput campaign, 20-40 s later, the same calls read
 0.84-1.40x that (native, tflite-int8 and tflite-int8-qat on the default
 model, five warm runs on an AVX-512 VNNI VM): the machine's phase, not the
-batch path.  Batch 8 and 32
-come from the throughput campaign that follows the latency campaign.
+batch path.  Batch 8 and 32 come from the throughput campaign that follows
+the latency campaign.
 """
 
 from __future__ import annotations
