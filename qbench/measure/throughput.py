@@ -111,7 +111,8 @@ def summarize(batches: tuple[int, ...], batch_blocks: dict[int, list], streams: 
 
 
 # What throughput adds to warm command 1 is a budget (at most 20 s, for every variant): five rounds of 30 ms
-# blocks per (variant, batch) timer took 6 s for 27 timers; four rounds of 50 ms stream windows 3-4 s.
+# blocks per (variant, batch) timer took 6 s for 27 timers when batch 1 had timers of its own (2026-12-01);
+# four rounds of 50 ms stream windows 3-4 s.
 # Batch 1 is read from the latency campaign (no timer of its own), and the streams' partners are the costs'
 # fresh workers measured first (started once, not once for the streams and again for the costs).
 ROUNDS = 5  # interleaved rounds of every (variant, batch) timer
