@@ -125,7 +125,8 @@ def measure(session, max_time: float = 2.0, min_rounds: int = 5) -> dict[str, di
     """Every selected variant's throughput (``summarize``'s dict, or ``{"error": line}``), measured in one go.
 
     Batch 1 is read from the latest latency campaign (run first, with
-    ``max_time`` and ``min_rounds``, if none has run); the batch timers of
+    ``max_time`` and ``min_rounds``, if none has run; its index is batch 1's
+    ``campaign``); the batch timers of
     all variants are interleaved, then the streams' rounds rotate over the
     variants; each variant's extra stream workers are the ones its costs
     measurement left running (``QBenchSession.stream_partners``), told to
@@ -138,6 +139,7 @@ def measure(session, max_time: float = 2.0, min_rounds: int = 5) -> dict[str, di
     settings = session.settings
     batches, streams = settings.batches, settings.streams if settings.streams > 1 else 0
     runners, supported, errors, blocks = {}, {}, {}, {}
+    campaign = session.latest_campaign  # a campaign the gate runs later to confirm a slowdown does not move batch 1
     for name in settings.variants:
         try:
             session.evaluation(name)
@@ -145,7 +147,7 @@ def measure(session, max_time: float = 2.0, min_rounds: int = 5) -> dict[str, di
             with runner.during("throughput"):
                 supported[name] = runner.batch_sizes(batches)
             if 1 in supported[name]:  # the latency's calls: the same runner (batch_runner(1)), the same call
-                blocks[batch_name(name, 1)] = session.latency_blocks(name, max_time, min_rounds, session.latest_campaign)
+                blocks[batch_name(name, 1)] = session.latency_blocks(name, max_time, min_rounds, campaign)
         except QBenchError as exc:
             if exc.fatal:
                 raise
@@ -210,4 +212,6 @@ def measure(session, max_time: float = 2.0, min_rounds: int = 5) -> dict[str, di
         elif name in runners:
             per_batch = {b: blocks.get(batch_name(name, b)) for b in supported[name]}
             out[name] = summarize(batches, per_batch, streams, stream_rates.get(name))
+            if isinstance(out[name]["batches"].get("1"), dict):
+                out[name]["batches"]["1"]["campaign"] = campaign  # which latency campaign's calls batch 1 is
     return out
