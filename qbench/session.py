@@ -65,7 +65,7 @@ class QBenchSession:
         self._evaluations: dict[str, Evaluation] = {}
         self._cost_samples: dict[str, list[dict]] = {}  # variant -> one dict per worker (qbench.measure.costs.sample)
         self._partners: dict[str, list] = {}  # variant -> its extra workers for concurrent streams (qbench.measure.throughput)
-        self._imported: dict[str, list] = {}  # variant -> (worker, baseline) pairs imported ahead for its cost samples
+        self._imported: dict[str, tuple] = {}  # variant -> the (worker, baseline) its next cost sample takes, imported ahead
         self._quitting: list = []  # workers told to quit, awaited in close()
         self._throughput: dict[str, dict] | None = None
         self.selective_sweeps: dict[str, dict] = {}  # every swept variant's sweep (qbench.measure.selective), once run
@@ -187,10 +187,9 @@ class QBenchSession:
         overlap instead of following each other (TensorFlow's takes 4.5 s); loads and calls stay one at a time."""
         from qbench.measure.isolation import start_imported_workers
 
-        if self.settings.n_cost_samples < 2 or self._imported.get(variant):
+        if self.settings.n_cost_samples < 2 or variant in self._imported:
             return None
-        own, spare = start_imported_workers(variant, 2)
-        self._imported[variant] = [spare]
+        own, self._imported[variant] = start_imported_workers(variant, 2)
         return own
 
     def test_scores(self, runner) -> np.ndarray:
@@ -289,8 +288,7 @@ class QBenchSession:
             hold = self.injections.memory.get(variant, 0.0)
             inputs = self.worker_inputs()
             threads = self.settings.threads
-            spare = self._imported.get(variant)
-            imported = spare.pop() if spare else None  # its runtime imported beside the variant's own worker
+            imported = self._imported.pop(variant, None)  # its runtime imported beside the variant's own worker
             runner = start_remote_runner(
                 variant, art.path, art.meta, threads, {}, inputs, costs=True, hold_mib=hold, imported=imported
             )
@@ -347,7 +345,7 @@ class QBenchSession:
         from qbench.measure.isolation import RemoteRunner
 
         self.close_stream_partners()
-        spares = [worker for pairs in self._imported.values() for worker, _ in pairs]
+        spares = [worker for worker, _ in self._imported.values()]
         self._imported.clear()
         self._let_go([*spares, *(r.worker for r in self._runners.values() if isinstance(r, RemoteRunner))])
         self._runners = {key: r for key, r in self._runners.items() if not isinstance(r, RemoteRunner)}
