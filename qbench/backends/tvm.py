@@ -42,6 +42,8 @@ _COMPILER_MODULES = (
     "tvm/int8_lowering.py",
     "tvm/fixed_point.py",
     "tvm/avx2_int8_kernels.py",
+    "tvm/vnni_int8_kernels.py",
+    "tvm/tuning_database.py",
     "tvm/cpu_schedule.py",
     "backends/tvm.py",
 )
