@@ -22,6 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VECTOR_LANES = 8  # int32 / float32 lanes in an AVX2 register
+# int32 lanes of a requantize epilogue on a target with AVX-512 (a zmm register).  Its 64-bit products
+# fill two zmm registers per 16 lanes instead of two ymm per 8: the 64x64 int8 model on one thread
+# 174 -> 167 us (tvm-host-int8, this Zen 4 VM, three interleaved runs each).  The other loops keep 8
+# (16 gained nothing) and the int16 products 16 (32 lanes were 6 % slower).
+EPILOGUE_LANES_AVX512 = 16
 # Below this many loop iterations a kernel runs on one thread.  It was 2**21 (every 64x64 kernel serial)
 # while a parallel body still called TVM's workspace allocator per pixel; without that, 2**15 took the
 # 64x64 int8 model from 0.238 to 0.189 ms, tvm-avx2-fp32 from 0.321 to 0.206 ms, 224x224 int8 from
@@ -44,9 +49,19 @@ class Knobs:
     epilogue_in_loop: bool | None = None  # reductions: requantize accumulators in the loop that computes them
 
 
-def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS) -> bool:
-    """Schedule one fused kernel in place (inline, order loops, vectorize, maybe parallel); False when
-    the kernel is not a loop nest this schedule understands (then ``sch`` is left as it was)."""
+def epilogue_lanes(target) -> int:
+    """int32 lanes to vectorize a requantize epilogue with on ``target`` (None: AVX2's 8)."""
+    if target is None:
+        return VECTOR_LANES
+    from tvm.target import codegen
+
+    return EPILOGUE_LANES_AVX512 if codegen.llvm_cpu_has_features(["avx512f"], target) else VECTOR_LANES
+
+
+def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS, target=None) -> bool:
+    """Schedule one fused kernel in place (inline, order loops, vectorize, maybe parallel) for
+    ``target`` (its vector width; None: AVX2); False when the kernel is not a loop nest this schedule
+    understands (then ``sch`` is left as it was)."""
     from tvm import tirx
     from tvm.s_tir.dlight import normalize_prim_func, try_inline
 
@@ -56,6 +71,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
     infos = normalize_prim_func(sch)
     if infos is None:
         return False
+    lanes_out = epilogue_lanes(target)
 
     def name(block_rv) -> str:
         return sch.get(block_rv).name_hint
@@ -98,7 +114,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
             if knobs.epilogue_in_loop is not False:
 
                 def attach(loop, consumers=consumers):
-                    attached.update(_attach_epilogue(sch, consumers, loop))
+                    attached.update(_attach_epilogue(sch, consumers, loop, lanes_out))
 
             kernels.schedule_block(sch, info, parallel, knobs.output_blocks, knobs.pixels, attach)
             continue
@@ -123,19 +139,20 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
                 # Relax's float convolutions: there it made tvm-avx2-fp32 slower (0.285 -> 0.360 ms at
                 # 64x64, 10.7 -> 15.2 ms at 224x224, one run each), the weight rows read with a stride
                 sch.reorder(channel_blocks, *reduce, lanes)
-                attached.update(_attach_epilogue(sch, consumers, channel_blocks))
+                attached.update(_attach_epilogue(sch, consumers, channel_blocks, lanes_out))
                 consumers = []
             sch.vectorize(lanes)
         if consumers and outer and _fits_on_the_stack(extent):
-            attached.update(_attach_epilogue(sch, consumers, outer[-1]))
+            attached.update(_attach_epilogue(sch, consumers, outer[-1], lanes_out))
         if reduce:
             sch.decompose_reduction(block, reduce[0])
     return True
 
 
-def _attach_epilogue(sch, consumers, loop) -> list[str]:
+def _attach_epilogue(sch, consumers, loop, lanes: int = VECTOR_LANES) -> list[str]:
     """Compute a convolution's or matmul's elementwise ``consumers`` (its requantize epilogue) under
-    ``loop`` (a pixel or a block of channels), vectorized over channels, so the int32 accumulators
+    ``loop`` (a pixel or a block of channels), vectorized over channels (``lanes`` where they divide
+    the channels, else 8), so the int32 accumulators
     are requantized while they are in registers or L1; returns the consumers' names.  Without it
     the accumulators of a whole layer (4.8 MB at 112x112x96) were one workspace allocation per call
     and went through memory and back before the epilogue read them."""
@@ -149,8 +166,9 @@ def _attach_epilogue(sch, consumers, loop) -> list[str]:
             continue
         inner = sch.get_loops(consumer)[-1]
         extent = sch.get(inner).extent
-        if isinstance(extent, tirx.IntImm) and int(extent) % VECTOR_LANES == 0:
-            sch.vectorize(sch.split(inner, factors=[None, VECTOR_LANES])[1])
+        width = next((w for w in (lanes, VECTOR_LANES) if isinstance(extent, tirx.IntImm) and int(extent) % w == 0), None)
+        if width:
+            sch.vectorize(sch.split(inner, factors=[None, width])[1])
         names.append(sch.get(consumer).name_hint)
     return names
 
@@ -185,7 +203,7 @@ def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS, knobs:
             if not isinstance(func, tirx.PrimFunc):
                 return None
             sch = s_tir.Schedule(func)
-            return sch if schedule_kernel(sch, knobs, min_parallel_iterations) else None
+            return sch if schedule_kernel(sch, knobs, min_parallel_iterations, target) else None
 
     return InlineParallelVectorize()
 

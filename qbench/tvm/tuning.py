@@ -206,7 +206,7 @@ def tune(
     for (index, key), samples in per_round.items():
         kernel = run.kernels[key]
         kernel.seconds[index] = sorted(samples)[len(samples) // 2]
-    _choose(run, grid)
+    _choose(run, grid, target)
 
     def build_tuned(staging):
         database = open_database([staging])
@@ -331,7 +331,7 @@ def _ab(default_vm, tuned_vm, x) -> tuple[list[float], list[float]]:
     return timings
 
 
-def _choose(run: TuningRun, grid) -> None:
+def _choose(run: TuningRun, grid, target=None) -> None:
     """Schedule each kept kernel with its best choice, once; a choice that schedules the kernel as
     the default does is dropped (its timing was the default's, measured again) and the next best
     considered."""
@@ -344,10 +344,10 @@ def _choose(run: TuningRun, grid) -> None:
         if not kernel.kept:
             continue
         default = tvm.s_tir.Schedule(kernel.workload)
-        schedule_kernel(default, Knobs())
+        schedule_kernel(default, Knobs(), target=target)
         while kernel.kept:
             chosen = tvm.s_tir.Schedule(kernel.workload)
-            if schedule_kernel(chosen, grid[kernel.best]) and not tvm_ffi.structural_equal(chosen.mod, default.mod):
+            if schedule_kernel(chosen, grid[kernel.best], target=target) and not tvm_ffi.structural_equal(chosen.mod, default.mod):
                 kernel.schedule = chosen
                 break
             del kernel.seconds[kernel.best]
