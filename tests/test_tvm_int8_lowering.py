@@ -86,15 +86,22 @@ def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple):
     return lambda a: vm["main"](tvm.runtime.tensor(a)).numpy()
 
 
+def _compiled_requantize(channels: int, single: bool, shift):
+    """The conv/dense requantize kernel (int8 out) on a (4, channels) int32 accumulator, made for
+    ``shift`` (left shifts or not, right shifts everywhere or not) as the lowering makes it."""
+    from qbench.tvm.avx2_int8_kernels import requantize_shifts
+
+    return _requantize_kernel(channels, single, *requantize_shifts(shift))
+
+
 @functools.cache
-def _compiled_requantize(channels: int, single: bool):
-    """The conv/dense requantize kernel (int8 out) on a (4, channels) int32 accumulator."""
+def _requantize_kernel(channels: int, single: bool, shifts_left: bool, always_right: bool):
     import tvm
 
     from qbench.tvm.avx2_int8_kernels import requantize_prim_func
 
-    lib = tvm.compile(tvm.IRModule({"main": requantize_prim_func((4, channels), "int8", single)}), target="llvm")
-    return lib["main"]
+    func = requantize_prim_func((4, channels), "int8", single, shifts_left, always_right)
+    return tvm.compile(tvm.IRModule({"main": func}), target="llvm")["main"]
 
 
 scale_lists = st.integers(1, 4).flatmap(lambda n: st.lists(st.floats(2.0**-20, 4.0), min_size=n, max_size=n))
@@ -128,7 +135,7 @@ def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
         for row in acc
     ]
     out = tvm.runtime.tensor(np.zeros((4, n), np.int8))
-    _compiled_requantize(n, single)(*args, out)
+    _compiled_requantize(n, single, s)(*args, out)
     assert out.numpy().tolist() == want
 
 
@@ -147,7 +154,7 @@ def test_requantize_kernel_rounds_ties_as_tflite(single):
         args = [rows, np.zeros(4, np.int32), m.astype(np.int32), np.zeros(4, np.int32), (-s).astype(np.int32)]
         args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (*args, np.array([0], np.int32))]
         out = tvm.runtime.tensor(np.zeros((4, 4), np.int8))
-        _compiled_requantize(4, single)(*args, out)
+        _compiled_requantize(4, single, s)(*args, out)
         want = [[min(127, max(-128, oracle(int(v), int(m[c]), int(s[c])))) for c, v in enumerate(row)] for row in rows]
         assert out.numpy().tolist() == want
 

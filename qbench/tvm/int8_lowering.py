@@ -280,7 +280,7 @@ def _requantize(acc, shape, bias, mult, shift, zero_point: int, out_dtype: str, 
 
     from qbench.tvm import avx2_int8_kernels as kernels
 
-    key = (shape, out_dtype, single_rounding)
+    key = (shape, out_dtype, single_rounding, *kernels.requantize_shifts(shift))
     gvar = lowering.kernel("requantize", key, lambda: kernels.requantize_prim_func(*key))
     args = [
         acc,
