@@ -8,7 +8,8 @@ Three layers:
    gemmlowp (``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``,
    with C's truncating division) and against one-rounding for dense.
 2. One-op int8 models (CONV_2D with per-channel scales, 3x3 and 1x1,
-   DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN), converted by TensorFlow's
+   DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MEAN, and a Rescaling's MUL and ADD by
+   constants, which become one lookup table), converted by TensorFlow's
    full-integer PTQ (the 1x1 convolution and one dense layer are shaped to
    take the ``vpmaddwd`` kernel of :mod:`qbench.tvm.avx2_int8_kernels`, and
    three ``-vnni`` ones the ``vpdpbusd`` kernels of
@@ -50,6 +51,18 @@ def _gemmlowp(x: int, multiplier: int, shift: int) -> int:
     mask = (1 << right) - 1
     remainder, threshold = high & mask, (mask >> 1) + (1 if high < 0 else 0)
     return (high >> right) + (1 if remainder > threshold else 0)
+
+
+@fast
+@given(st.lists(st.floats(2.0**-20, 4.0), min_size=1, max_size=4), st.data())
+def test_numpy_multiply_by_quantized_multiplier_matches_gemmlowp(real, data):
+    """The numpy form that fills the lookup tables (ADD and MUL by a constant) is TFLite's arithmetic."""
+    from qbench.tvm.fixed_point import multiply_by_quantized_multiplier
+
+    m, s = quantize_multiplier(real)
+    x = data.draw(hnp.arrays(np.int64, (8, len(real)), elements=st.integers(-(2**26), 2**26)), label="x")
+    got = multiply_by_quantized_multiplier(x, m, s)
+    assert got.tolist() == [[_gemmlowp(int(v), int(m[c]), int(s[c])) for c, v in enumerate(row)] for row in x]
 
 
 def _single_rounding(x: int, multiplier: int, shift: int) -> int:
@@ -159,6 +172,30 @@ def test_requantize_kernel_rounds_ties_as_tflite(single):
         assert out.numpy().tolist() == want
 
 
+@pytest.mark.parametrize("byte_permutes", [False, True], ids=["gather", "vpermi2b"])
+@pytest.mark.parametrize("in_dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("shape", [(1, 8, 8, 3), (5, 7, 3), (2, 64)], ids=["3-blocks", "block-and-tail", "2-blocks"])
+def test_lookup_kernel_reads_the_table_at_each_value(byte_permutes, in_dtype, shape):
+    """Every 8-bit value, in blocks of 64 and in the tail, picks its own table entry (the sign of a
+    lane chooses the half of the table ``vpermi2b`` reads)."""
+    import tvm
+
+    from qbench.backends.tvm import has_byte_permutes
+    from qbench.tvm.avx2_int8_kernels import lookup_prim_func, lookup_table_dtype
+
+    spec = _host()[0] if byte_permutes else {"kind": "llvm", "mcpu": "core-avx2"}
+    if byte_permutes and not has_byte_permutes(spec):
+        pytest.skip(f"this CPU ({spec['mcpu']}) has no AVX-512 VBMI")
+    info = np.iinfo(in_dtype)
+    x = (np.arange(int(np.prod(shape))) * 37 % 256 + int(info.min)).astype(in_dtype).reshape(shape)
+    table = np.random.default_rng(1).integers(-128, 128, 256).astype(np.int8)
+    func = lookup_prim_func(shape, in_dtype, "int8", byte_permutes)
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=tvm.target.Target(spec))
+    out = tvm.runtime.tensor(np.zeros(shape, np.int8))
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(table.astype(lookup_table_dtype(byte_permutes, "int8"))), out)
+    assert out.numpy().tolist() == table[x.astype(np.int64) - int(info.min)].tolist()
+
+
 # ------------------------------------------------- 2. one-op models vs LiteRT's reference kernels
 def _one_op_keras(kind: str, seed: int):
     import keras
@@ -195,6 +232,12 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "add":
         x = [keras.Input((5, 5, 4)), keras.Input((5, 5, 4))]
         y = L.Add()([x[0], L.Lambda(lambda t: t * 3.0)(x[1])])
+    elif kind == "rescale":  # MUL and ADD by scalar constants (the input's Rescaling): lookup tables
+        x = keras.Input((4, 4, 3))
+        y = L.Rescaling(1 / 127.5, offset=-1.0)(x)
+    elif kind == "rescale-vbmi":  # the same through vpermi2b (64 elements a block, and a tail of 11)
+        x = keras.Input((5, 5, 3))
+        y = L.Rescaling(1 / 127.5, offset=-1.0)(x)
     elif kind == "mean":
         x = keras.Input((6, 6, 8))
         y = L.GlobalAveragePooling2D()(x)
@@ -223,7 +266,7 @@ def _one_op_case(kind: str, seed: int):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from tvm import relax
 
-    from qbench.backends.tvm import relax_module, tvm_target_spec
+    from qbench.backends.tvm import has_byte_permutes, relax_module, tvm_target_spec
     from qbench.tvm.cpu_schedule import cpu_pipeline
 
     model = _one_op_keras(kind, seed)
@@ -240,8 +283,9 @@ def _one_op_case(kind: str, seed: int):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
     buf = converter.convert()
-    spec, vnni = _host() if "vnni" in kind else (tvm_target_spec(1), ())
-    mod, counts = relax_module(buf, vnni)
+    host = "vnni" in kind or "vbmi" in kind
+    spec, vnni = _host() if host else (tvm_target_spec(1), ())
+    mod, counts = relax_module(buf, vnni, host and has_byte_permutes(spec))
     assert not float_compute_ops(mod), f"{kind}: float compute left after lowering: {float_compute_ops(mod)}"
     target = tvm.target.Target(spec)
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, 0)), tvm.cpu())
@@ -264,7 +308,9 @@ EXPECTED_PATTERN = {
     "depthwise": ("conv2d-depthwise", "via int16 products"),
     "dense": ("dense",),
     "dense-pairs": ("dense", "via vpmaddwd"),
-    "add": ("add", "mul"),  # the second input goes through a MUL first
+    "add": ("add", "mul", "via lookup table"),  # the second input goes through a MUL by a constant first
+    "rescale": {"mul": 1, "add": 1, "via lookup table": 2},
+    "rescale-vbmi": {"mul": 1, "add": 1, "via lookup table": 2},
     "mean": ("mean",),
     "pointwise-vnni": ("conv2d", "via vpdpbusd x16"),
     "pointwise-vnni-256": ("conv2d", "via vpdpbusd x8"),
@@ -283,8 +329,14 @@ def test_lowered_op_matches_litert_reference_kernels(kind, seed, data):
         want_lanes = 8 if kind.endswith("-256") else 16
         if want_lanes not in lanes:
             pytest.skip(f"this CPU has no {want_lanes}-lane vpdpbusd (AVX-512 VNNI / AVX-VNNI): lanes {lanes or 'none'}")
+    if "vbmi" in kind:
+        from qbench.backends.tvm import has_byte_permutes
+
+        if not has_byte_permutes(_host()[0]):
+            pytest.skip(f"this CPU ({_host()[0]['mcpu']}) has no AVX-512 VBMI: lookup tables take the gather path")
     _, fn, ref, counts = _one_op_case(kind, seed)
-    assert counts == {pattern: 1 for pattern in EXPECTED_PATTERN[kind]}, counts
+    expected = EXPECTED_PATTERN[kind]
+    assert counts == (expected if isinstance(expected, dict) else {pattern: 1 for pattern in expected}), counts
     details = sorted(ref.get_input_details(), key=lambda d: d["index"])
     inputs = [
         data.draw(hnp.arrays(np.int8, tuple(int(n) for n in d["shape"])), label=f"input {i}") for i, d in enumerate(details)

@@ -139,12 +139,21 @@ def import_tflite(tflite_bytes: bytes):
         raise QBenchError(f"TVM's TFLite frontend rejected the model: {type(exc).__name__}: {one_line(exc, 300)}") from None
 
 
-def relax_module(tflite_bytes: bytes, vnni: tuple[int, ...] = ()):
+def has_byte_permutes(spec: dict) -> bool:
+    """Whether the target ``spec`` names a CPU with AVX-512 VBMI (``vpermi2b``: the lookup tables)."""
+    import tvm
+    from tvm.target import codegen
+
+    return bool(codegen.llvm_cpu_has_features(["avx512vbmi"], tvm.target.Target(spec)))
+
+
+def relax_module(tflite_bytes: bytes, vnni: tuple[int, ...] = (), byte_permutes: bool = False):
     """The module qbench compiles: ``from_tflite``'s, with int8 patterns lowered to integer ops
-    (``vnni``: the ``vpdpbusd`` lanes the target offers). Returns (module, how many of each pattern were lowered)."""
+    (``vnni``: the ``vpdpbusd`` lanes the target offers; ``byte_permutes``: it has ``vpermi2b``).
+    Returns (module, how many of each pattern were lowered)."""
     from qbench.tvm.int8_lowering import lower_int8
 
-    return lower_int8(import_tflite(tflite_bytes), vnni)
+    return lower_int8(import_tflite(tflite_bytes), vnni, byte_permutes)
 
 
 def compile_tvm(
@@ -159,7 +168,7 @@ def compile_tvm(
     from qbench.tvm.tuning_database import open_database
 
     spec = spec or tvm_target_spec(threads)
-    mod, lowered = relax_module(tflite_bytes, vnni)
+    mod, lowered = relax_module(tflite_bytes, vnni, has_byte_permutes(spec))
     target = tvm.target.Target(spec)
     applied = {"tuned": 0}
     pipeline = cpu_pipeline(target, database=open_database(list(tuning), spec["mcpu"]), applied=applied)

@@ -75,7 +75,7 @@ def _tune(args) -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import tvm
 
-    from qbench.backends.tvm import relax_module, target_for
+    from qbench.backends.tvm import has_byte_permutes, relax_module, target_for
     from qbench.tvm.tuning import tune
     from qbench.tvm.tuning_database import user_database
 
@@ -105,7 +105,8 @@ def _tune(args) -> int:
             print(f"[qbench] time budget spent: {path} not tuned")
             continue
         print(f"[qbench] tuning {path} (TVM target {target})", flush=True)
-        run = tune([relax_module(tflite_bytes, vnni)[0]], out_dir, target, args.trials, budget, progress=_progress)
+        module = relax_module(tflite_bytes, vnni, has_byte_permutes(spec))[0]
+        run = tune([module], out_dir, target, args.trials, budget, progress=_progress)
         print(run.summary())
         if run.written is None:
             print(f"[qbench] {path.name}: the tuned build was not faster end to end, so nothing of it was written")

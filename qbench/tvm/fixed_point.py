@@ -35,6 +35,17 @@ def quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
     return mult, shift
 
 
+def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """TFLite's ``MultiplyByQuantizedMultiplier`` on int64 numpy arrays (broadcast): what
+    :func:`rescale` and the requantize kernel compute, for tables made at compile time
+    (:mod:`qbench.tvm.int8_lowering`'s lookup tables)."""
+    x, multiplier, shift = (np.asarray(a, np.int64) for a in (x, multiplier, shift))
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    high = ((x << left) * multiplier + (1 << 30)) >> 31
+    half = (np.int64(1) << right) >> 1
+    return (high + half - ((high < 0) & (right > 0))) >> right
+
+
 # ------------------------------------------------------------------------ the same, as Relax
 def const(value, dtype: str):
     from tvm import relax

@@ -347,7 +347,8 @@ def _choose(run: TuningRun, grid, target=None) -> None:
         schedule_kernel(default, Knobs(), target=target)
         while kernel.kept:
             chosen = tvm.s_tir.Schedule(kernel.workload)
-            if schedule_kernel(chosen, grid[kernel.best], target=target) and not tvm_ffi.structural_equal(chosen.mod, default.mod):
+            scheduled = schedule_kernel(chosen, grid[kernel.best], target=target)
+            if scheduled and not tvm_ffi.structural_equal(chosen.mod, default.mod):
                 kernel.schedule = chosen
                 break
             del kernel.seconds[kernel.best]
