@@ -205,6 +205,9 @@ def _one_op_keras(kind: str, seed: int):
     if kind == "conv2d":
         x = keras.Input((9, 9, 5))
         y = L.Conv2D(7, 3, strides=2, padding="same", activation="relu6")(x)
+    elif kind in ("conv2d-taps", "conv2d-taps-vnni"):  # the stem's shape: 3 channels, 27 taps, OC of 16
+        x = keras.Input((9, 9, 3))
+        y = L.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(x)
     elif kind == "depthwise":
         x = keras.Input((8, 8, 6))
         y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
@@ -303,7 +306,9 @@ def _run_reference(ref, inputs):
 
 
 EXPECTED_PATTERN = {
-    "conv2d": ("conv2d", "via int16 products"),
+    "conv2d": ("conv2d", "via int16 products"),  # 7 output channels: no dot-product kernel fits
+    "conv2d-taps": ("conv2d", "via taps of vpmaddwd"),
+    "conv2d-taps-vnni": ("conv2d", "via taps of vpdpbusd x16"),
     "pointwise": ("conv2d", "via vpmaddwd"),
     "depthwise": ("conv2d-depthwise", "via int16 products"),
     "dense": ("dense",),

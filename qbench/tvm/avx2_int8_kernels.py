@@ -93,6 +93,71 @@ def grouped_matmul_prim_func(
     return te.create_prim_func([data, packed, out])
 
 
+def grouped_conv_prim_func(
+    data_shape: tuple[int, ...],
+    kernel_hw: tuple[int, int],
+    out_shape: tuple[int, ...],
+    strides: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    lanes: int,
+    group: int,
+    dtypes: tuple[str, str],
+    name: str,
+    fill: int,
+):
+    """A KxK NHWC convolution (groups 1) as :func:`grouped_matmul_prim_func`'s loop nest with the taps as
+    two more reductions: ``out[b, y, x, oc] = sum_{ky, kx, c} pad[b, y*sy + ky*dy, x*sx + kx*dx, c] *
+    w[ky, kx, c / group, oc / lanes, oc % lanes, c % group]``, where ``pad`` is the data padded with
+    ``fill`` around it (``padding``: top, left, bottom, right) and to a multiple of ``group`` channels,
+    so each tap's channels are whole groups of the dot-product intrinsic.
+
+    Why: a KxK convolution with few input channels (MobileNetV2's stem: 3) vectorized over output
+    channels with int16 products spent most of its time widening products (the 64x64 stem: 10 % of
+    the model on one thread); this way its 27 taps go through ``vpmaddwd`` or ``vpdpbusd`` like the
+    pointwise kernels.  The padding is a buffer of the kernel's own, written one element at a time:
+    half of the 64x64 stem's time is that loop (its im2col patches, tried first, took longer still)."""
+    from tvm import te, tirx
+
+    n, height, width, channels = data_shape
+    kh, kw = kernel_hw
+    top, left, bottom, right = padding
+    depth = -(-channels // group) * group
+    data = te.placeholder(dims(*data_shape), dtypes[0], name="data")
+    packed = te.placeholder(dims(kh, kw, depth // group, out_shape[3] // lanes, lanes, group), dtypes[1], name="packed")
+    padded = te.compute(
+        dims(n, height + top + bottom, width + left + right, depth),
+        lambda b, y, x, c: tirx.if_then_else(
+            tirx.all(y >= top, y < top + height, x >= left, x < left + width, c < channels),
+            data[b, y - top, x - left, c],
+            tirx.const(fill, dtypes[0]),
+        ),
+        name="pad",
+    )
+    ry, rx = te.reduce_axis(dims(0, kh), "ry"), te.reduce_axis(dims(0, kw), "rx")
+    outer = te.reduce_axis(dims(0, depth // group), "quad" if group == 4 else "pair")
+    k = te.reduce_axis(dims(0, group), "k")
+    sy, sx = (tirx.IntImm("int64", int(v)) for v in strides)
+    dy, dx = (tirx.IntImm("int64", int(v)) for v in dilation)
+
+    def body(b, y, x, oc):
+        value = padded[b, y * sy + ry * dy, x * sx + rx * dx, outer * group + k].astype("int32")
+        return te.sum(value * packed[ry, rx, outer, oc // lanes, oc % lanes, k].astype("int32"), axis=[ry, rx, outer, k])
+
+    out = te.compute(dims(*out_shape), body, name=name)
+    return te.create_prim_func([data, packed, out])
+
+
+def pack_conv_weights(weight_hwio: np.ndarray, lanes: int, group: int, dtype: str) -> np.ndarray:
+    """(KH, KW, IC, OC) weights -> (KH, KW, IC'/group, OC/lanes, lanes, group) for
+    :func:`grouped_conv_prim_func` (IC' = IC padded to a multiple of ``group`` with zeros)."""
+    kh, kw, ic, oc = weight_hwio.shape
+    depth = -(-ic // group) * group
+    padded = np.zeros((kh, kw, depth, oc), weight_hwio.dtype)
+    padded[:, :, :ic] = weight_hwio
+    return padded.astype(dtype).reshape(kh, kw, depth // group, group, oc // lanes, lanes).transpose(0, 1, 2, 4, 5, 3).copy()
+
+
 def dot_product_desc(lanes: int, group: int, a_dtype: str, b_dtype: str):
     """What a dot-product intrinsic computes, for tensorize to match: ``C[i] += A[k] * B[i, k]`` over
     ``lanes`` int32 outputs and ``group`` products each (``vpmaddwd``: 8 x 2 int16; ``vpdpbusd``:
@@ -165,7 +230,7 @@ def schedule_block(
     ``info`` is DLight's SBlockInfo: its iters, in block-iter order, name each iter's loop."""
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
-    pair, k = [it.loop_rv for it in info.iters if it.kind == "R"]
+    *reductions, k = [it.loop_rv for it in info.iters if it.kind == "R"]  # (taps,) pairs or quads, the group
     oc_outer, oc_inner = sch.split(oc, [None, lanes])
     blocks = int(sch.get(oc_outer).extent)
     unrolled = (
@@ -176,12 +241,12 @@ def schedule_block(
     if pixels and pixels > 1 and lead and int(sch.get(lead[-1]).extent) % pixels == 0:
         pixel_outer, pixel_inner = sch.split(lead[-1], [None, pixels])
         lead, neighbours = [*lead[:-1], pixel_outer], [pixel_inner]
-    sch.reorder(*lead, oc_outer, pair, *neighbours, oc_unrolled, oc_inner, k)
+    sch.reorder(*lead, oc_outer, *reductions, *neighbours, oc_unrolled, oc_inner, k)
     if parallel and lead:
         sch.parallel(sch.fuse(*lead))
     if attach:  # before tensorizing: TVM cannot compute a consumer at a tensorized block's loop
         attach(oc_outer)
-    sch.decompose_reduction(block, pair)
+    sch.decompose_reduction(block, reductions[0])
     sch.tensorize(oc_inner, intrin())
     sch.unroll(oc_unrolled)
     for loop in neighbours:

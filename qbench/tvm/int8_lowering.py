@@ -8,9 +8,10 @@ patterns into what TFLite's reference kernels compute:
 * CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: ``(x - zx)`` convolved or
   multiplied with the int8 weights into int32, plus the int32 bias, then
   requantized per output channel, through the kernels of
-  :mod:`qbench.tvm.avx2_int8_kernels` (``vpmaddwd`` pairs for 1x1 and dense,
+  :mod:`qbench.tvm.avx2_int8_kernels` (``vpmaddwd`` pairs for 1x1, dense and
+  KxK convolutions (their taps as two more reductions),
   or ``vpdpbusd`` quads from :mod:`qbench.tvm.vnni_int8_kernels` on a VNNI
-  target; int16 products for KxK and depthwise; Relax's int32 ``conv2d``/``matmul``
+  target; int16 products for depthwise, and KxK whose channels fit neither; Relax's int32 ``conv2d``/``matmul``
   where a shape does not fit them);
 * ADD and MUL: TFLite's integer formulas (for ADD: both inputs shifted left by
   20 bits and rescaled, summed, rescaled again); where one operand is a scalar
@@ -141,47 +142,69 @@ class _Lowering:
 
 
 def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
-    """The int32 accumulator of a pointwise conv2d or dense through a dot-product kernel, what to add to
-    each channel of it, and the pattern's name: ``vpdpbusd`` (:mod:`qbench.tvm.vnni_int8_kernels`, where
-    ``lowering.vnni`` offers lanes the channels fit), else ``vpmaddwd``
-    (:mod:`qbench.tvm.avx2_int8_kernels`); None when the op does not qualify."""
+    """The int32 accumulator of a conv2d (pointwise, or KxK with its taps as reductions) or dense through
+    a dot-product kernel, what to add to each channel of it, and the pattern's name: ``vpdpbusd``
+    (:mod:`qbench.tvm.vnni_int8_kernels`, where ``lowering.vnni`` offers lanes the channels fit), else
+    ``vpmaddwd`` (:mod:`qbench.tvm.avx2_int8_kernels`); None when the op does not qualify (depthwise, or
+    output channels no kernel's lanes divide)."""
     from tvm import relax
 
     from qbench.tvm import avx2_int8_kernels as avx2
     from qbench.tvm import vnni_int8_kernels as vnni
 
+    spatial = None  # a KxK convolution: its key for avx2_int8_kernels.grouped_conv_prim_func, but the lanes
     if kind == "conv2d":
         a = core.attrs
+        if int(a.groups) != 1 or (a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC"):
+            return None
         pointwise = (
             weight.shape[:2] == (1, 1)
-            and int(a.groups) == 1
             and [int(v) for v in a.strides] == [1, 1]
             and [int(v) for v in a.dilation] == [1, 1]
             and not any(int(v) for v in a.padding)
-            and (a.data_layout, a.kernel_layout, a.out_layout) == ("NHWC", "HWIO", "NHWC")
         )
         if not pointwise:
-            return None
-        weight = weight.reshape(weight.shape[2], weight.shape[3])
-    in_channels, out_channels = weight.shape
+            if len(x.ty.shape.values) != 4:
+                return None
+            spatial = (
+                tuple(int(v) for v in x.ty.shape.values),
+                tuple(int(v) for v in weight.shape[:2]),
+                tuple(int(v) for v in out.ty.shape.values),
+                tuple(int(v) for v in a.strides),
+                tuple(int(v) for v in a.padding),
+                tuple(int(v) for v in a.dilation),
+            )
+    in_channels, out_channels = weight.shape[-2:]
     lead = tuple(int(v) for v in out.ty.shape.values[:-1])
     out_ty = relax.TensorType((*lead, out_channels), "int32")
     zero_point = int(zx.reshape(()))
-    lanes = vnni.lanes_for(in_channels, out_channels, lowering.vnni)
+    flat = weight.reshape(-1, out_channels)  # (taps x IC, OC)
+
+    def kernel(module, lanes: int, group: int, dtypes: tuple[str, str], fill: int):
+        """The GlobalVar and packed weights of a matmul (pointwise, dense) or KxK kernel of ``module``."""
+        if spatial is None:
+            shape = (lead, in_channels, out_channels, lanes) if module is vnni else (lead, in_channels, out_channels)
+            gvar = lowering.kernel(module.BLOCK, shape, lambda: module.matmul_prim_func(*shape))
+            packed = vnni.pack_weights(flat, lanes) if module is vnni else avx2.pack_weights(flat)
+            return gvar, packed
+        key = (*spatial, lanes, group, dtypes, module.BLOCK, fill)
+        gvar = lowering.kernel(module.BLOCK, key, lambda: avx2.grouped_conv_prim_func(*key))
+        return gvar, avx2.pack_conv_weights(weight, lanes, group, dtypes[1])
+
+    label = "via taps of " if spatial is not None else "via "
+    pad_to = (lambda c, g: -(-c // g) * g) if spatial is not None else (lambda c, g: c)  # KxK: channels padded
+    lanes = vnni.lanes_for(pad_to(in_channels, vnni.QUAD), out_channels, lowering.vnni)
     if lanes is not None:
-        shape = (lead, in_channels, out_channels, lanes)
-        gvar = lowering.kernel(vnni.BLOCK, shape, lambda: vnni.matmul_prim_func(*shape))
         offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
-        packed = const(vnni.pack_weights(weight, lanes), "int8")
-        acc = relax.call_tir(gvar, relax.Tuple([offset, packed]), out_ty=out_ty)
-        return acc, vnni.offset_correction(weight, zero_point), f"via vpdpbusd x{lanes}"
-    if not avx2.qualifies(in_channels, out_channels):
+        # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction below
+        gvar, packed = kernel(vnni, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point)
+        acc = relax.call_tir(gvar, relax.Tuple([offset, const(packed, "int8")]), out_ty=out_ty)
+        return acc, vnni.offset_correction(flat, zero_point), f"{label}vpdpbusd x{lanes}"
+    if not avx2.qualifies(pad_to(in_channels, avx2.PAIR), out_channels):
         return None
-    shape = (lead, in_channels, out_channels)
-    gvar = lowering.kernel(avx2.BLOCK, shape, lambda: avx2.matmul_prim_func(*shape))
+    gvar, packed = kernel(avx2, avx2.LANES, avx2.PAIR, ("int16", "int16"), 0)
     data = centred(x, zero_point, "int16")
-    packed = const(avx2.pack_weights(weight), "int16")
-    return relax.call_tir(gvar, relax.Tuple([data, packed]), out_ty=out_ty), None, "via vpmaddwd"
+    return relax.call_tir(gvar, relax.Tuple([data, const(packed, "int16")]), out_ty=out_ty), None, f"{label}vpmaddwd"
 
 
 def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):

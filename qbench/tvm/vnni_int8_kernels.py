@@ -95,11 +95,11 @@ def register_intrinsic(lanes: int) -> str:
 
 
 def block_lanes(sch, block_rv) -> int:
-    """The lanes a ``matmul_vpdpbusd`` block was made for (its packed weights' third axis: the one
-    int8 buffer of four axes it reads)."""
+    """The lanes a ``matmul_vpdpbusd`` block was made for (its packed weights' second axis from the
+    end: the int8 buffer it reads, four axes for a matmul, six for a KxK convolution)."""
     buffers = [r.source if hasattr(r, "source") else r.buffer for r in sch.get(block_rv).reads]
-    packed = next(b for b in buffers if b.dtype == "int8" and len(b.shape) == 4)
-    return int(packed.shape[2])
+    packed = next(b for b in buffers if b.dtype == "int8" and len(b.shape) >= 4)
+    return int(packed.shape[-2])
 
 
 DEFAULT_PIXELS = 2  # neighbouring pixels sharing each weight load, unless a knob says otherwise
