@@ -309,14 +309,7 @@ def _requantize(acc, shape, bias, mult, shift, zero_point: int, out_dtype: str, 
 
     key = (shape, out_dtype, single_rounding, *kernels.requantize_shifts(shift))
     gvar = lowering.kernel("requantize", key, lambda: kernels.requantize_prim_func(*key))
-    args = [
-        acc,
-        const(bias, "int32"),
-        const(mult.astype(np.int32), "int32"),
-        const(np.maximum(shift, 0).astype(np.int32), "int32"),
-        const(np.maximum(-shift, 0).astype(np.int32), "int32"),
-        const(np.array([zero_point], np.int32), "int32"),
-    ]
+    args = [acc, *(const(p, "int32") for p in kernels.requantize_params(bias, mult, shift, zero_point))]
     return relax.call_tir(gvar, relax.Tuple(args), out_ty=relax.TensorType(shape, out_dtype))
 
 
