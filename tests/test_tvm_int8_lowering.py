@@ -141,7 +141,7 @@ def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
     n = len(real)
     acc = data.draw(hnp.arrays(np.int32, (4, n), elements=st.integers(-(2**22), 2**22)), label="acc")
     bias = data.draw(hnp.arrays(np.int32, n, elements=st.integers(-(2**16), 2**16)), label="bias")
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (acc, *requantize_params(bias, m, s, zero_point))]
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (acc, *requantize_params(bias, m, s, zero_point, single))]
     oracle = _single_rounding if single else _gemmlowp
     want = [
         [min(127, max(-128, oracle(int(v) + int(bias[c]), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)]
@@ -164,7 +164,7 @@ def test_requantize_kernel_rounds_ties_as_tflite(single):
     acc = np.arange(-1024, 1024, dtype=np.int32).reshape(-1, 4)
     oracle = _single_rounding if single else _gemmlowp
     for rows in np.split(acc, acc.shape[0] // 4):
-        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (rows, *requantize_params(np.zeros(4), m, s, 0))]
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (rows, *requantize_params(np.zeros(4), m, s, 0, single))]
         out = tvm.runtime.tensor(np.zeros((4, 4), np.int8))
         _compiled_requantize(4, single, s)(*args, out)
         want = [[min(127, max(-128, oracle(int(v), int(m[c]), int(s[c])))) for c, v in enumerate(row)] for row in rows]

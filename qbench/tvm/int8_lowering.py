@@ -309,7 +309,8 @@ def _requantize(acc, shape, bias, mult, shift, zero_point: int, out_dtype: str, 
 
     key = (shape, out_dtype, single_rounding, *kernels.requantize_shifts(shift))
     gvar = lowering.kernel("requantize", key, lambda: kernels.requantize_prim_func(*key))
-    args = [acc, *(const(p, "int32") for p in kernels.requantize_params(bias, mult, shift, zero_point))]
+    params = kernels.requantize_params(bias, mult, shift, zero_point, single_rounding)
+    args = [acc, *(const(p, str(p.dtype)) for p in params)]
     return relax.call_tir(gvar, relax.Tuple(args), out_ty=relax.TensorType(shape, out_dtype))
 
 
