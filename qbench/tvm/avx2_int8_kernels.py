@@ -318,16 +318,15 @@ def requantize_prim_func(
 
     def body(*idx):
         c = idx[-1]
-        # without a left shift, (acc + bias) * M + rounding is acc * M + nudge: the product of two
-        # sign-extended int32 (vpmuldq, where the bias added first made LLVM use vpmullq) and one add
-        scaled = acc[idx].astype("int64") * mult[c].astype("int64") + nudge[c]
+        if shifts_left and not single_rounding:  # the left shift comes before the product
+            value = (acc[idx] + bias[c]) << left[c]
+            scaled = value.astype("int64") * mult[c].astype("int64") + i64(1 << 30)
+        else:  # (acc + bias) * M + rounding as acc * M + nudge: two sign-extended int32 (vpmuldq), one add
+            scaled = acc[idx].astype("int64") * mult[c].astype("int64") + nudge[c]
         if single_rounding:  # shift = left - right; one shift right by 31 - shift
             total = (i64(31) + right[c].astype("int64")) - left[c].astype("int64")
             rounded = (scaled >> total).astype("int32")
         else:
-            if shifts_left:
-                value = (acc[idx] + bias[c]) << left[c]
-                scaled = value.astype("int64") * mult[c].astype("int64") + i64(1 << 30)
             high = (scaled >> i64(31)).astype("int32")
             r = right[c]
             if always_right:  # -1 where high < 0: the same as subtracting the tie correction

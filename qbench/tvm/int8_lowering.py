@@ -351,13 +351,14 @@ def _rewrite_two_inputs(kind: str, m: dict, lowering: _Lowering):
 
 def _lookup_table(kind: str, a, b, zero_points, input_rescales, mult, shift, out, lowering: _Lowering):
     """ADD or MUL of an 8-bit tensor and a scalar constant (a Keras ``Rescaling``'s ``x * scale +
-    offset``, the input's first two ops) as ``take`` from a 256-entry table, or None when the op is
-    not that.  The table holds what the integer formulas give for each input value, computed here
+    offset``, the input's first two ops) as a lookup kernel's call on a 256-entry table, or None when
+    the op is not that.  The table holds what the integer formulas give for each input value, computed here
     with the same arithmetic (:func:`qbench.tvm.fixed_point.multiply_by_quantized_multiplier`), so
     it is exact by construction; on the 64x64 model the two ops' 12,288 elements took 14 us of
     int64 arithmetic on one thread (7 % of the model)."""
     from tvm import relax
 
+    from qbench.tvm import avx2_int8_kernels as kernels
     from qbench.tvm.fixed_point import multiply_by_quantized_multiplier as mbqm
 
     za, zb, zy = zero_points
@@ -365,8 +366,7 @@ def _lookup_table(kind: str, a, b, zero_points, input_rescales, mult, shift, out
     if sum(c is not None for c in constants) != 1:
         return None
     which = 0 if constants[0] is None else 1  # the tensor's side
-    tensor, constant = (a, b) if which == 0 else (b, a)
-    value = constants[1 - which]
+    tensor, value = (a, b)[which], constants[1 - which]
     dtype, out_dtype = str(tensor.ty.dtype), str(out.ty.dtype)
     if value.size != 1 or dtype not in ("int8", "uint8") or out_dtype not in ("int8", "uint8"):
         return None
@@ -382,8 +382,6 @@ def _lookup_table(kind: str, a, b, zero_points, input_rescales, mult, shift, out
     total = total.astype(np.int32).astype(np.int64)  # the kernels' int32, as in TFLite
     o = np.iinfo(out_dtype)
     table = np.clip(mbqm(total, mult, shift) + zy, o.min, o.max)
-    from qbench.tvm import avx2_int8_kernels as kernels
-
     inner = _lookup_of(tensor, lowering)
     if inner is not None:  # a table of a table (MUL then ADD): one table, one pass over the data
         tensor, first = inner
@@ -398,7 +396,7 @@ def _lookup_table(kind: str, a, b, zero_points, input_rescales, mult, shift, out
 
 
 def _lookup_of(expr, lowering: _Lowering):
-    """(the 8-bit tensor, its int32 table) when ``expr`` is a lookup kernel's call, else None."""
+    """(the 8-bit tensor, its table) when ``expr`` is a lookup kernel's call, else None."""
     from tvm import relax
 
     from qbench.tvm import avx2_int8_kernels as kernels
