@@ -19,12 +19,11 @@ from tests.test_tvm_tuning import _pointwise_module, _run, _target
 
 
 def _llvm_ir(knobs) -> str:
-    import tvm
 
-    from qbench.tvm.cpu_schedule import cpu_pipeline
+    from qbench.tvm.cpu_schedule import compile_module, cpu_pipeline
 
     mod, target = _pointwise_module(), _target()
-    executable = tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, knobs=knobs))
+    executable = compile_module(mod, target, cpu_pipeline(target, knobs=knobs))
     return "".join(m.inspect_source("ll") for m in executable.mod.imports if m.kind == "llvm")
 
 

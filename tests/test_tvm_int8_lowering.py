@@ -100,22 +100,51 @@ def _compiled_rescale(channels: int, multipliers: tuple, shifts: tuple):
     return lambda a: vm["main"](tvm.runtime.tensor(a)).numpy()
 
 
-def _compiled_requantize(channels: int, single: bool, shift):
+def _compiled_requantize(channels: int, single: bool, shift, lanes: int = 1):
     """The conv/dense requantize kernel (int8 out) on a (4, channels) int32 accumulator, made for
-    ``shift`` (left shifts or not, right shifts everywhere or not) as the lowering makes it."""
+    ``shift`` (left shifts or not, right shifts everywhere or not) as the lowering makes it; with
+    ``lanes``, vectorized over that many channels and compiled through qbench's TIR pipeline (the
+    even/odd ``vpmuldq`` products of :mod:`qbench.tvm.paired_products`)."""
     from qbench.tvm.avx2_int8_kernels import requantize_shifts
 
-    return _requantize_kernel(channels, single, *requantize_shifts(shift))
+    return _requantize_kernel(channels, single, *requantize_shifts(shift), lanes)[0]
+
+
+def _vector_target(lanes: int) -> dict:
+    """16 lanes for this CPU where it has AVX-512 (a zmm register each), else AVX2 (8 lanes a ymm)."""
+    from qbench.tvm.cpu_schedule import EPILOGUE_LANES_AVX512
+
+    host = _host()[0]
+    if lanes == EPILOGUE_LANES_AVX512 and _has_avx512(host):
+        return host
+    return {"kind": "llvm", "mcpu": "core-avx2"}
+
+
+def _has_avx512(spec: dict) -> bool:
+    import tvm
+    from tvm.target import codegen
+
+    return bool(codegen.llvm_cpu_has_features(["avx512f"], tvm.target.Target(spec)))
 
 
 @functools.cache
-def _requantize_kernel(channels: int, single: bool, shifts_left: bool, always_right: bool):
+def _requantize_kernel(channels: int, single: bool, shifts_left: bool, always_right: bool, lanes: int = 1):
+    """(compiled kernel, its assembly or "" when scalar)."""
     import tvm
+    from tvm import s_tir
 
+    from qbench.tvm import paired_products
     from qbench.tvm.avx2_int8_kernels import requantize_prim_func
 
     func = requantize_prim_func((4, channels), "int8", single, shifts_left, always_right)
-    return tvm.compile(tvm.IRModule({"main": func}), target="llvm")["main"]
+    if lanes == 1:
+        return tvm.compile(tvm.IRModule({"main": func}), target="llvm")["main"], ""
+    sch = s_tir.Schedule(func)
+    block = sch.get_sblock("requantize")
+    sch.vectorize(sch.split(sch.get_loops(block)[-1], factors=[None, lanes])[1])
+    target = tvm.target.Target(_vector_target(lanes))
+    lib = tvm.compile(sch.mod, target=target, tir_pipeline=paired_products.register())
+    return lib["main"], lib.mod.inspect_source("asm")
 
 
 scale_lists = st.integers(1, 4).flatmap(lambda n: st.lists(st.floats(2.0**-20, 4.0), min_size=n, max_size=n))
@@ -152,23 +181,69 @@ def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
     assert out.numpy().tolist() == want
 
 
+@pytest.mark.parametrize("lanes", [1, 8, 16], ids=["scalar", "8-lanes", "16-lanes"])
 @pytest.mark.parametrize("single", [False, True], ids=["two-roundings", "one-rounding"])
-def test_requantize_kernel_rounds_ties_as_tflite(single):
+def test_requantize_kernel_rounds_ties_as_tflite(single, lanes):
     """Power-of-two scales put every other accumulator on an exact tie, negative ones included:
-    where gemmlowp's rounding differs from rounding half up (random accumulators rarely land there)."""
+    where gemmlowp's rounding differs from rounding half up (random accumulators rarely land there).
+    Vectorized, each scale is on even and on odd lanes (the two halves of the paired products).
+    """
     import tvm
 
-    real = [0.25, 0.125, 2.0**-5, 2.0**-9]
-    m, s = quantize_multiplier(real)
+    channels = max(4, lanes)
+    real = [0.25, 0.125, 2.0**-5, 2.0**-9, 2.0**-3] * (channels // 5 + 1)
+    m, s = quantize_multiplier(real[:channels])
     assert (s < 0).all()
-    acc = np.arange(-1024, 1024, dtype=np.int32).reshape(-1, 4)
+    # every lane sees every accumulator in -1024..1023, its neighbours a different one in the same row
+    acc = np.stack([np.roll(np.arange(-1024, 1024, dtype=np.int32), 7 * c) for c in range(channels)], axis=1)
     oracle = _single_rounding if single else _gemmlowp
+    zeros = np.zeros(channels)
     for rows in np.split(acc, acc.shape[0] // 4):
-        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (rows, *requantize_params(np.zeros(4), m, s, 0, single))]
-        out = tvm.runtime.tensor(np.zeros((4, 4), np.int8))
-        _compiled_requantize(4, single, s)(*args, out)
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (rows, *requantize_params(zeros, m, s, 0, single))]
+        out = tvm.runtime.tensor(np.zeros((4, channels), np.int8))
+        _compiled_requantize(channels, single, s, lanes)(*args, out)
         want = [[min(127, max(-128, oracle(int(v), int(m[c]), int(s[c])))) for c, v in enumerate(row)] for row in rows]
         assert out.numpy().tolist() == want
+
+
+@pytest.mark.parametrize("lanes", [8, 16], ids=["8-lanes", "16-lanes"])
+@pytest.mark.parametrize("single", [False, True], ids=["two-roundings", "one-rounding"])
+@settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
+@given(zero_point=st.integers(-128, 127), data=st.data())
+def test_paired_products_requantize_matches_tflite(single, lanes, zero_point, data):
+    """The requantize kernel vectorized and rewritten into even/odd ``vpmuldq`` products
+    (:mod:`qbench.tvm.paired_products`) is TFLite's arithmetic on every lane: drawn scales (left
+    shifts among them), accumulators and biases on 2 vectors of channels."""
+    import tvm
+
+    channels = 2 * lanes
+    real = data.draw(st.lists(st.floats(2.0**-20, 4.0), min_size=channels, max_size=channels), label="scales")
+    m, s = quantize_multiplier(real)
+    acc = data.draw(hnp.arrays(np.int32, (4, channels), elements=st.integers(-(2**22), 2**22)), label="acc")
+    bias = data.draw(hnp.arrays(np.int32, channels, elements=st.integers(-(2**16), 2**16)), label="bias")
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (acc, *requantize_params(bias, m, s, zero_point, single))]
+    oracle = _single_rounding if single else _gemmlowp
+    want = [
+        [min(127, max(-128, oracle(int(v) + int(bias[c]), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)]
+        for row in acc
+    ]
+    out = tvm.runtime.tensor(np.zeros((4, channels), np.int8))
+    _compiled_requantize(channels, single, s, lanes)(*args, out)
+    assert out.numpy().tolist() == want
+
+
+@pytest.mark.parametrize("lanes", [8, 16], ids=["8-lanes", "16-lanes"])
+def test_paired_products_leave_no_widening(lanes):
+    """After the rewrite the product needs no int32 -> int64 widening (``vpmovsxdq``/``vpmovzxdq``):
+    LLVM emitted 4 per vector for the 16-lane int64 expression before it (mult's among them)."""
+    from qbench.tvm import paired_products
+
+    if lanes == 16 and not _has_avx512(_vector_target(16)):
+        pytest.skip(f"this CPU ({_host()[0]['mcpu']}) has no AVX-512: 16 lanes would compile as AVX2")
+    _, asm = _requantize_kernel(2 * lanes, False, False, True, lanes)
+    body = asm[asm.index("main_compute_:") :]
+    assert "vpmuldq" in body
+    assert not [w for w in ("vpmovsxdq", "vpmovzxdq") if w in body], f"widening left after {paired_products.PIPELINE}"
 
 
 @pytest.mark.parametrize("byte_permutes", [False, True], ids=["gather", "vpermi2b"])
@@ -269,7 +344,7 @@ def _one_op_case(kind: str, seed: int):
     from tvm import relax
 
     from qbench.backends.tvm import has_byte_permutes, relax_module, tvm_target_spec
-    from qbench.tvm.cpu_schedule import cpu_pipeline
+    from qbench.tvm.cpu_schedule import compile_module, cpu_pipeline
 
     model = _one_op_keras(kind, seed)
     rng = np.random.default_rng(seed)
@@ -290,7 +365,7 @@ def _one_op_case(kind: str, seed: int):
     mod, counts = relax_module(buf, vnni, host and has_byte_permutes(spec))
     assert not float_compute_ops(mod), f"{kind}: float compute left after lowering: {float_compute_ops(mod)}"
     target = tvm.target.Target(spec)
-    vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, 0)), tvm.cpu())
+    vm = relax.VirtualMachine(compile_module(mod, target, cpu_pipeline(target, 0)), tvm.cpu())
     ref = Interpreter(model_content=buf, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     ref.allocate_tensors()
     return buf, vm["main"], ref, counts

@@ -35,10 +35,10 @@ def _run(mod, target, database=None, applied=None, knobs=None):
     import tvm
     from tvm import relax
 
-    from qbench.tvm.cpu_schedule import Knobs, cpu_pipeline
+    from qbench.tvm.cpu_schedule import Knobs, compile_module, cpu_pipeline
 
     pipeline = cpu_pipeline(target, database=database, applied=applied, knobs=knobs or Knobs())
-    vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
+    vm = relax.VirtualMachine(compile_module(mod, target, pipeline), tvm.cpu())
     shape = [int(d) for d in mod["main"].params[0].ty.shape]
     x = np.random.default_rng(0).integers(-128, 128, shape).astype(np.int8)
     return vm["main"](tvm.runtime.tensor(x, tvm.cpu())).numpy()

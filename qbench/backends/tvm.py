@@ -45,6 +45,7 @@ _COMPILER_MODULES = (
     "tvm/vnni_int8_kernels.py",
     "tvm/tuning_database.py",
     "tvm/cpu_schedule.py",
+    "tvm/paired_products.py",
     "backends/tvm.py",
 )
 
@@ -164,7 +165,7 @@ def compile_tvm(
     export_library(.so). Returns metadata."""
     import tvm
 
-    from qbench.tvm.cpu_schedule import cpu_pipeline
+    from qbench.tvm.cpu_schedule import compile_module, cpu_pipeline
     from qbench.tvm.tuning_database import open_database
 
     spec = spec or tvm_target_spec(threads)
@@ -172,7 +173,7 @@ def compile_tvm(
     target = tvm.target.Target(spec)
     applied = {"tuned": 0}
     pipeline = cpu_pipeline(target, database=open_database(list(tuning), spec["mcpu"]), applied=applied)
-    executable = tvm.compile(mod, target=target, relax_pipeline=pipeline)
+    executable = compile_module(mod, target, pipeline)
     # without the DWARF TVM's LLVM codegen emits (41 % of the 64x64 int8 .so): nothing loads it at run
     # time; the symbol table stays, so profilers still name the kernels
     executable.export_library(str(out_so), options=["-Wl,--strip-debug"])

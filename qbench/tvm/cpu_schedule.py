@@ -215,6 +215,17 @@ def fusion_passes(target) -> list:
     return cpu_generic.library_dispatch_passes(target) + cpu_generic.legalize_passes(target)
 
 
+def compile_module(mod, target, relax_pipeline):
+    """``tvm.compile`` with ``relax_pipeline`` (:func:`cpu_pipeline`) and qbench's TIR pipeline
+    (:mod:`qbench.tvm.paired_products`): every build that is run or timed goes through here, so the
+    tuner times what a build runs."""
+    import tvm
+
+    from qbench.tvm import paired_products
+
+    return tvm.compile(mod, target=target, relax_pipeline=relax_pipeline, tir_pipeline=paired_products.register())
+
+
 def cpu_pipeline(
     target,
     min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS,

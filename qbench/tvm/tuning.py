@@ -166,7 +166,7 @@ def tune(
     from scipy.stats import mannwhitneyu
     from tvm import relax
 
-    from qbench.tvm.cpu_schedule import cpu_pipeline
+    from qbench.tvm.cpu_schedule import compile_module, cpu_pipeline
 
     threads = int(target.attrs.get("num-cores", 1))
     pool = int(tvm.get_global_func("runtime.NumThreads")())
@@ -192,7 +192,7 @@ def tune(
             run.stopped_early = True
             progress(f"tune: time budget of {time_budget_s:.0f} s spent after {index} of {len(grid)} schedule choices")
             break
-        vms = [_vm(tvm.compile(mod, target=target, relax_pipeline=cpu_pipeline(target, knobs=knobs)), relax) for mod in modules]
+        vms = [_vm(compile_module(mod, target, cpu_pipeline(target, knobs=knobs)), relax) for mod in modules]
         builds.append(vms)
         ms = sum(_quick_ms(vm, x) for vm, x in zip(vms, inputs, strict=True))
         best = min(best or (ms, index), (ms, index))
@@ -211,7 +211,7 @@ def tune(
     def build_tuned(staging):
         database = open_database([staging])
         pipeline = cpu_pipeline(target, database=database)
-        return [_vm(tvm.compile(mod, target=target, relax_pipeline=pipeline), relax) for mod in modules]
+        return [_vm(compile_module(mod, target, pipeline), relax) for mod in modules]
 
     staging = _stage(run, target, out_dir)
     try:
