@@ -55,3 +55,16 @@ def test_the_epilogue_in_the_loop_computes_what_the_layer_wide_one_does(kind):
     for parallel in (True, False):
         in_loop = _run(mod, target, knobs=Knobs(parallel=parallel, epilogue_in_loop=True))
         np.testing.assert_array_equal(in_loop, _run(mod, target, knobs=Knobs(parallel=parallel, epilogue_in_loop=False)))
+
+
+@pytest.mark.parametrize("mcpu, avx512", [("core-avx2", False), ("znver3", False), ("znver4", True), ("skylake-avx512", True)])
+def test_kernels_go_parallel_later_on_avx512_targets(mcpu, avx512):
+    """AVX-512 kernels do a loop iteration's work in fewer instructions: below 2**18 iterations a
+    launch on the thread pool cost them more than it saved (the 64x64 model), not AVX2's."""
+    import tvm
+
+    from qbench.tvm.cpu_schedule import MIN_PARALLEL_ITERATIONS, MIN_PARALLEL_ITERATIONS_AVX512, parallel_threshold
+
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
+    assert parallel_threshold(target) == (MIN_PARALLEL_ITERATIONS_AVX512 if avx512 else MIN_PARALLEL_ITERATIONS)
+    assert parallel_threshold(None) == MIN_PARALLEL_ITERATIONS

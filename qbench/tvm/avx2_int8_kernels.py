@@ -30,6 +30,7 @@ import numpy as np
 
 INTRIN = "qbench_avx2_pmaddwd_8x2"
 BLOCK = "matmul_pmaddwd"
+PAD_BLOCK = "pad"  # the padded copy a KxK dot-product kernel (grouped_conv_prim_func) reads
 LANES = 8  # int32 outputs per vpmaddwd
 # Output-channel blocks of 8 accumulated together per input pair (one broadcast feeds them all):
 # the most that divides the channel count.  Alone, on 2 cores shared with other work, 4 blocks took
@@ -132,7 +133,7 @@ def grouped_conv_prim_func(
             data[b, y - top, x - left, c],
             tirx.const(fill, dtypes[0]),
         ),
-        name="pad",
+        name=PAD_BLOCK,
     )
     ry, rx = te.reduce_axis(dims(0, kh), "ry"), te.reduce_axis(dims(0, kw), "rx")
     outer = te.reduce_axis(dims(0, depth // group), "quad" if group == 4 else "pair")

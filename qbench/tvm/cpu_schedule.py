@@ -32,7 +32,14 @@ EPILOGUE_LANES_AVX512 = 16
 # 64x64 int8 model from 0.238 to 0.189 ms, tvm-avx2-fp32 from 0.321 to 0.206 ms, 224x224 int8 from
 # 5.37 to 4.94 ms (interleaved, 2 threads); 2**13-2**16 were within noise of each other.
 MIN_PARALLEL_ITERATIONS = 1 << 15
+# The same on a target with AVX-512, whose kernels do a loop iteration's work in fewer instructions
+# (16-lane epilogues, vpdpbusd): 2**15 left the 64x64 tvm-host-int8 slower on two threads than on one
+# (151 against 131 us); with 2**18 it took 0.87-0.90x on two threads (2**17, 2**19 and all-serial
+# within 2 % of it), the 224x224 model 1.01x (neutral), where tvm-avx2-int8 at 64x64 took 1.06x
+# (so AVX2 keeps 2**15).  This Zen 4 VM, both builds interleaved in one process, 30 rounds each.
+MIN_PARALLEL_ITERATIONS_AVX512 = 1 << 18
 STACK_BYTES = 1024  # TVM's kMaxStackAlloca: a larger temporary is a TVMBackendAllocWorkspace call
+PADDING_UNROLL = 8  # a padded copy's channel loop is unrolled up to this many channels
 ELEMENTWISE_DISCOUNT = 8  # elementwise kernels go parallel from 2**12 iterations
 
 
@@ -58,10 +65,16 @@ def epilogue_lanes(target) -> int:
     return EPILOGUE_LANES_AVX512 if codegen.llvm_cpu_has_features(["avx512f"], target) else VECTOR_LANES
 
 
-def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS, target=None) -> bool:
+def parallel_threshold(target) -> int:
+    """Loop iterations from which a kernel runs on the thread pool, on ``target`` (None: AVX2)."""
+    return MIN_PARALLEL_ITERATIONS_AVX512 if epilogue_lanes(target) == EPILOGUE_LANES_AVX512 else MIN_PARALLEL_ITERATIONS
+
+
+def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int | None = None, target=None) -> bool:
     """Schedule one fused kernel in place (inline, order loops, vectorize, maybe parallel) for
     ``target`` (its vector width; None: AVX2); False when the kernel is not a loop nest this schedule
-    understands (then ``sch`` is left as it was)."""
+    understands (then ``sch`` is left as it was).  ``min_parallel_iterations`` defaults to the
+    target's :func:`parallel_threshold`."""
     from tvm import tirx
     from tvm.s_tir.dlight import normalize_prim_func, try_inline
 
@@ -72,6 +85,8 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
     if infos is None:
         return False
     lanes_out = epilogue_lanes(target)
+    if min_parallel_iterations is None:
+        min_parallel_iterations = parallel_threshold(target)
 
     def name(block_rv) -> str:
         return sch.get(block_rv).name_hint
@@ -87,6 +102,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         if dot_block(info.block_rv):
             keep.add(name(info.block_rv))
             keep.update(name(b) for b in sch.get_producers(info.block_rv))
+    padding = {b for b in keep if b == avx2.PAD_BLOCK}  # a KxK dot-product kernel's own padded copy
     kept = [i for i in infos if name(i.block_rv) in keep]
     # vpmaddwd blocks first: their epilogues (requantize ...) move into their loop nests, see below
     infos = kept + try_inline(sch, [i for i in infos if name(i.block_rv) not in keep])
@@ -101,6 +117,9 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
         spatial = [it.loop_rv for it in info.iters if it.kind == "S"]  # block-iter order: channels last
         reduce = [it.loop_rv for it in info.iters if it.kind == "R"]
         if not spatial:
+            continue
+        if name(block) in padding and not reduce:
+            _schedule_padding(sch, spatial[-1])
             continue
         inner, outer = spatial[-1], spatial[:-1]
         sch.reorder(*outer, *reduce, inner)
@@ -149,6 +168,19 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int = 
     return True
 
 
+def _schedule_padding(sch, channels) -> None:
+    """The padded copy a KxK dot-product kernel reads (:func:`~qbench.tvm.avx2_int8_kernels.grouped_conv_prim_func`):
+    serial, pixel by pixel, its few channels unrolled.  Run in parallel like any elementwise loop, its
+    pixels were one fused loop, each iteration dividing its index back into row and column: 61 % of
+    the 64x64 stem kernel's samples (``perf``), 9 us of the model's 135 on one thread; this way the
+    model took 0.92x (one thread, both builds interleaved in one process, 30 rounds)."""
+    from tvm import tirx
+
+    extent = sch.get(channels).extent
+    if isinstance(extent, tirx.IntImm) and int(extent) <= PADDING_UNROLL:
+        sch.unroll(channels)
+
+
 def _attach_epilogue(sch, consumers, loop, lanes: int = VECTOR_LANES) -> list[str]:
     """Compute a convolution's or matmul's elementwise ``consumers`` (its requantize epilogue) under
     ``loop`` (a pixel or a block of channels), vectorized over channels (``lanes`` where they divide
@@ -192,7 +224,7 @@ def _product(extents):
     return total
 
 
-def schedule_rule(min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS, knobs: Knobs = Knobs()):
+def schedule_rule(min_parallel_iterations: int | None = None, knobs: Knobs = Knobs()):
     """:func:`schedule_kernel` with the same ``knobs`` for every kernel, as a DLight rule (a class
     instance); built lazily so importing qbench does not import TVM."""
     from tvm import s_tir, tirx
@@ -228,7 +260,7 @@ def compile_module(mod, target, relax_pipeline):
 
 def cpu_pipeline(
     target,
-    min_parallel_iterations: int = MIN_PARALLEL_ITERATIONS,
+    min_parallel_iterations: int | None = None,
     database=None,
     applied: dict | None = None,
     knobs: Knobs = Knobs(),
