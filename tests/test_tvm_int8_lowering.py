@@ -291,7 +291,7 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "pointwise":  # 1x1, even IC, OC a multiple of 8: the vpmaddwd kernel (even width: pixel pairs)
         x = keras.Input((6, 8, 10))
         y = L.Conv2D(16, 1, activation="relu6")(x)
-    elif kind == "dense":
+    elif kind == "dense":  # 9 output channels: zero-padded to 16 for the vpmaddwd kernel
         x = keras.Input((24,))
         y = L.Dense(9)(x)
     elif kind == "dense-pairs":  # the vpmaddwd kernel
@@ -306,6 +306,12 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "dense-vnni":
         x = keras.Input((20,))
         y = L.Dense(16)(x)
+    elif kind == "dense-vnni-padded":  # a 10-class head: output channels zero-padded to the lanes
+        x = keras.Input((20,))
+        y = L.Dense(10)(x)
+    elif kind == "dense-unpaired":  # an odd input count: no dot-product kernel, the plain int32 matmul
+        x = keras.Input((21,))
+        y = L.Dense(9)(x)
     elif kind == "add":
         x = [keras.Input((5, 5, 4)), keras.Input((5, 5, 4))]
         y = L.Add()([x[0], L.Lambda(lambda t: t * 3.0)(x[1])])
@@ -385,7 +391,8 @@ EXPECTED_PATTERN = {
     "conv2d-taps-vnni": ("conv2d", "via taps of vpdpbusd x16"),
     "pointwise": ("conv2d", "via vpmaddwd"),
     "depthwise": ("conv2d-depthwise", "via int16 products"),
-    "dense": ("dense",),
+    "dense": ("dense", "via vpmaddwd"),
+    "dense-unpaired": ("dense",),
     "dense-pairs": ("dense", "via vpmaddwd"),
     "add": ("add", "mul", "via lookup table"),  # the second input goes through a MUL by a constant first
     "rescale": {"mul": 1, "add": 1, "via lookup table": 2},
@@ -394,6 +401,7 @@ EXPECTED_PATTERN = {
     "pointwise-vnni": ("conv2d", "via vpdpbusd x16"),
     "pointwise-vnni-256": ("conv2d", "via vpdpbusd x8"),
     "dense-vnni": ("dense", "via vpdpbusd x16"),
+    "dense-vnni-padded": ("dense", "via vpdpbusd x16"),
 }
 
 

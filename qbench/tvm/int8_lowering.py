@@ -146,7 +146,9 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
     a dot-product kernel, what to add to each channel of it, and the pattern's name: ``vpdpbusd``
     (:mod:`qbench.tvm.vnni_int8_kernels`, where ``lowering.vnni`` offers lanes the channels fit), else
     ``vpmaddwd`` (:mod:`qbench.tvm.avx2_int8_kernels`); None when the op does not qualify (depthwise, or
-    output channels no kernel's lanes divide)."""
+    a KxK convolution whose output channels no kernel's lanes divide).  A matmul's output channels are
+    zero-padded up to the kernel's lanes and the accumulator cut back: the 64x64 model's 10-class
+    head ran as a scalar int32 matmul, 4 % of the model on one thread (``perf``)."""
     from tvm import relax
 
     from qbench.tvm import avx2_int8_kernels as avx2
@@ -176,35 +178,53 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
             )
     in_channels, out_channels = weight.shape[-2:]
     lead = tuple(int(v) for v in out.ty.shape.values[:-1])
-    out_ty = relax.TensorType((*lead, out_channels), "int32")
     zero_point = int(zx.reshape(()))
     flat = weight.reshape(-1, out_channels)  # (taps x IC, OC)
 
-    def kernel(module, lanes: int, group: int, dtypes: tuple[str, str], fill: int):
-        """The GlobalVar and packed weights of a matmul (pointwise, dense) or KxK kernel of ``module``."""
+    def round_up(c: int, g: int) -> int:
+        return -(-c // g) * g
+
+    def kernel(module, lanes: int, group: int, dtypes: tuple[str, str], fill: int, channels: int):
+        """The GlobalVar and packed weights of a matmul (pointwise, dense) or KxK kernel of ``module``,
+        ``channels`` output channels (a matmul's zero-padded to them)."""
         if spatial is None:
-            shape = (lead, in_channels, out_channels, lanes) if module is vnni else (lead, in_channels, out_channels)
+            shape = (lead, in_channels, channels, lanes) if module is vnni else (lead, in_channels, channels)
             gvar = lowering.kernel(module.BLOCK, shape, lambda: module.matmul_prim_func(*shape))
-            packed = vnni.pack_weights(flat, lanes) if module is vnni else avx2.pack_weights(flat)
+            wide = np.pad(flat, ((0, 0), (0, channels - out_channels)))
+            packed = vnni.pack_weights(wide, lanes) if module is vnni else avx2.pack_weights(wide)
             return gvar, packed
         key = (*spatial, lanes, group, dtypes, module.BLOCK, fill)
         gvar = lowering.kernel(module.BLOCK, key, lambda: avx2.grouped_conv_prim_func(*key))
         return gvar, avx2.pack_conv_weights(weight, lanes, group, dtypes[1])
 
+    def accumulate(gvar, data, packed, dtype: str, channels: int):
+        """The kernel's int32 accumulator, cut back to the op's output channels."""
+        acc = relax.call_tir(gvar, relax.Tuple([data, const(packed, dtype)]), out_ty=relax.TensorType((*lead, channels), "int32"))
+        if channels == out_channels:
+            return acc
+        return relax.op.strided_slice(acc, axes=[len(lead)], begin=[0], end=[out_channels])
+
     label = "via taps of " if spatial is not None else "via "
-    pad_to = (lambda c, g: -(-c // g) * g) if spatial is not None else (lambda c, g: c)  # KxK: channels padded
+    pad_to = round_up if spatial is not None else (lambda c, g: c)  # KxK: input channels padded
     lanes = vnni.lanes_for(pad_to(in_channels, vnni.QUAD), out_channels, lowering.vnni)
+    channels = out_channels
+    if lanes is None and spatial is None and lowering.vnni and in_channels % vnni.QUAD == 0:
+        # a matmul whose output channels no lanes divide (the 10-class head): zero columns up to the widest
+        lanes = max(lowering.vnni)
+        channels = round_up(out_channels, lanes)
     if lanes is not None:
         offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
         # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction below
-        gvar, packed = kernel(vnni, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point)
-        acc = relax.call_tir(gvar, relax.Tuple([offset, const(packed, "int8")]), out_ty=out_ty)
+        gvar, packed = kernel(vnni, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point, channels)
+        acc = accumulate(gvar, offset, packed, "int8", channels)
         return acc, vnni.offset_correction(flat, zero_point), f"{label}vpdpbusd x{lanes}"
-    if not avx2.qualifies(pad_to(in_channels, avx2.PAIR), out_channels):
+    if spatial is None and in_channels % avx2.PAIR == 0:
+        channels = round_up(out_channels, avx2.LANES)  # as above, for vpmaddwd
+    if not avx2.qualifies(pad_to(in_channels, avx2.PAIR), channels):
         return None
-    gvar, packed = kernel(avx2, avx2.LANES, avx2.PAIR, ("int16", "int16"), 0)
-    data = centred(x, zero_point, "int16")
-    return relax.call_tir(gvar, relax.Tuple([data, const(packed, "int16")]), out_ty=out_ty), None, f"{label}vpmaddwd"
+    gvar, packed = kernel(avx2, avx2.LANES, avx2.PAIR, ("int16", "int16"), 0, channels)
+    acc = accumulate(gvar, centred(x, zero_point, "int16"), packed, "int16", channels)
+    return acc, None, f"{label}vpmaddwd"
 
 
 def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
