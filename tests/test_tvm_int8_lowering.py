@@ -321,6 +321,9 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "rescale-vbmi":  # the same through vpermi2b (64 elements a block, and a tail of 11)
         x = keras.Input((5, 5, 3))
         y = L.Rescaling(1 / 127.5, offset=-1.0)(x)
+    elif kind == "rescale-conv-vnni":  # the stem after the Rescaling: tables and the data offset in one
+        x = keras.Input((9, 9, 3))
+        y = L.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(L.Rescaling(1 / 127.5, offset=-1.0)(x))
     elif kind == "mean":
         x = keras.Input((6, 6, 8))
         y = L.GlobalAveragePooling2D()(x)
@@ -402,7 +405,36 @@ EXPECTED_PATTERN = {
     "pointwise-vnni-256": ("conv2d", "via vpdpbusd x8"),
     "dense-vnni": ("dense", "via vpdpbusd x16"),
     "dense-vnni-padded": ("dense", "via vpdpbusd x16"),
+    "rescale-conv-vnni": {"mul": 1, "add": 1, "via lookup table": 2, "conv2d": 1, "via taps of vpdpbusd x16": 1},
 }
+
+
+@pytest.mark.parametrize("kind, lookups", [("rescale", 1), ("rescale-vbmi", 1), ("rescale-conv-vnni", 1), ("add", 1)])
+def test_tables_compose_into_one_pass(kind, lookups):
+    """A Rescaling's MUL and ADD tables are one table, and a ``vpdpbusd`` convolution's data offset
+    (+128, to uint8) goes into it too: one lookup kernel reads the input, nothing else rewrites it.
+    (Before, the ADD's table never found the MUL's through the binding between them: two lookups and
+    an offset kernel on the 64x64 model's input.)"""
+    from tvm import relax
+
+    from qbench.backends.tvm import has_byte_permutes, relax_module, tvm_target_spec
+    from qbench.tvm.avx2_int8_kernels import LOOKUP_BLOCK
+
+    host = "vnni" in kind or "vbmi" in kind
+    if host and not (16 in _host()[1] if "vnni" in kind else has_byte_permutes(_host()[0])):
+        pytest.skip(f"this CPU ({_host()[0]['mcpu']}) has neither 16-lane vpdpbusd nor VBMI as {kind} needs")
+    spec, vnni = _host() if host else (tvm_target_spec(1), ())
+    mod, _ = relax_module(_one_op_case(kind, 0)[0], vnni, host and has_byte_permutes(spec))
+    calls = []
+
+    def visit(node):
+        if isinstance(node, relax.Call) and getattr(node.op, "name", "") == "relax.call_tir":
+            calls.append(node.args[0].name_hint)
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    assert sum(name.startswith(LOOKUP_BLOCK) for name in calls) == lookups, calls
+    if kind == "rescale-conv-vnni":
+        assert not [c for c in calls if not c.startswith((LOOKUP_BLOCK, "matmul_vpdpbusd", "requantize"))], calls
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED_PATTERN))

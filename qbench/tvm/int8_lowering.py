@@ -110,11 +110,12 @@ def _patterns() -> dict:
         return p["out"], p
 
     return {
-        "conv2d": linear("relax.nn.conv2d"),
-        "dense": linear("relax.matmul"),
-        # MUL before ADD: an ADD of a constant after a MUL by one (a Rescaling) composes the two tables
+        # MUL before ADD: an ADD of a constant after a MUL by one (a Rescaling) composes the two tables;
+        # both before the convolutions, so the stem's data offset goes into the same table
         "mul": two_inputs("relax.multiply"),
         "add": two_inputs("relax.add"),
+        "conv2d": linear("relax.nn.conv2d"),
+        "dense": linear("relax.matmul"),
         "mean": mean(),
     }
 
@@ -132,6 +133,7 @@ class _Lowering:
     byte_permutes: bool = False  # the CPU has AVX-512 VBMI's vpermi2b (lookup tables 64 bytes at a time)
     counts: Counter = field(default_factory=Counter)
     kernels: dict = field(default_factory=dict)  # (name, key) -> GlobalVar
+    bindings: dict = field(default_factory=dict)  # Var -> the expression bound to it, before this pattern's pass
 
     def kernel(self, name: str, key: tuple, build):
         """The GlobalVar of kernel ``name`` for ``key`` (one PrimFunc per distinct shape)."""
@@ -213,7 +215,12 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
         lanes = max(lowering.vnni)
         channels = round_up(out_channels, lanes)
     if lanes is not None:
-        offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
+        looked_up = _lookup_of(x, lowering) if str(x.ty.dtype) == "int8" else None
+        if looked_up is not None:  # the data is a table's (the input's Rescaling): the offset goes into it
+            tensor, table = looked_up
+            offset = _lookup_call(tensor, table.astype(np.int16) + vnni.OFFSET, "uint8", lowering)
+        else:
+            offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
         # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction below
         gvar, packed = kernel(vnni, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point, channels)
         acc = accumulate(gvar, offset, packed, "int8", channels)
@@ -376,9 +383,7 @@ def _lookup_table(kind: str, a, b, zero_points, input_rescales, mult, shift, out
     with the same arithmetic (:func:`qbench.tvm.fixed_point.multiply_by_quantized_multiplier`), so
     it is exact by construction; on the 64x64 model the two ops' 12,288 elements took 14 us of
     int64 arithmetic on one thread (7 % of the model)."""
-    from tvm import relax
 
-    from qbench.tvm import avx2_int8_kernels as kernels
     from qbench.tvm.fixed_point import multiply_by_quantized_multiplier as mbqm
 
     za, zb, zy = zero_points
@@ -407,8 +412,17 @@ def _lookup_table(kind: str, a, b, zero_points, input_rescales, mult, shift, out
         tensor, first = inner
         dtype = str(tensor.ty.dtype)
         table = table[first - int(info.min)]
-    shape = tuple(int(v) for v in out.ty.shape.values)
-    key = (shape, dtype, out_dtype, lowering.byte_permutes)
+    return _lookup_call(tensor, table, out_dtype, lowering)
+
+
+def _lookup_call(tensor, table: np.ndarray, out_dtype: str, lowering: _Lowering):
+    """A lookup kernel's call: ``table[tensor - min]``, ``tensor`` 8-bit, the table's values ``out_dtype``."""
+    from tvm import relax
+
+    from qbench.tvm import avx2_int8_kernels as kernels
+
+    shape = tuple(int(v) for v in tensor.ty.shape.values)
+    key = (shape, str(tensor.ty.dtype), out_dtype, lowering.byte_permutes)
     gvar = lowering.kernel(kernels.LOOKUP_BLOCK, key, lambda: kernels.lookup_prim_func(*key))
     table_dtype = kernels.lookup_table_dtype(lowering.byte_permutes, out_dtype)
     args = relax.Tuple([tensor, const(table.astype(table_dtype), table_dtype)])
@@ -421,6 +435,8 @@ def _lookup_of(expr, lowering: _Lowering):
 
     from qbench.tvm import avx2_int8_kernels as kernels
 
+    if isinstance(expr, relax.Var):
+        expr = lowering.bindings.get(expr, expr)
     lookups = {gvar for (name, _), gvar in lowering.kernels.items() if name == kernels.LOOKUP_BLOCK}
     if not (isinstance(expr, relax.Call) and expr.op.name == "relax.call_tir" and expr.args[0] in lookups):
         return None
@@ -493,7 +509,10 @@ def lower_int8(mod, vnni: tuple[int, ...] = (), byte_permutes: bool = False):
             new = _REWRITERS[kind](kind, found, lowering)
             return expr if new is None else new
 
+        lowering.bindings = relax.analysis.get_var2val(fn)
         fn = rewrite_call(pattern, rewrite, fn)
+    # a table composed into the next one (or into a convolution's offset) leaves its own call unused
+    fn = relax.analysis.remove_all_unused(fn)
     lowered = lowering.builder.get()
     lowered.update_func(lowered.get_global_var("main"), fn)
     return lowered, dict(lowering.counts)
