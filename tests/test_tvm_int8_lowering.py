@@ -235,7 +235,8 @@ def test_paired_products_requantize_matches_tflite(single, lanes, zero_point, da
 @pytest.mark.parametrize("lanes", [8, 16], ids=["8-lanes", "16-lanes"])
 def test_paired_products_leave_no_widening(lanes):
     """After the rewrite the product needs no int32 -> int64 widening (``vpmovsxdq``/``vpmovzxdq``):
-    LLVM emitted 4 per vector for the 16-lane int64 expression before it (mult's among them)."""
+    LLVM emitted 4 per vector for the 16-lane int64 expression before it.  AVX2's 8 lanes keep
+    LLVM's lowering (the rewrite measured slower there), widening included."""
     from qbench.tvm import paired_products
 
     if lanes == 16 and not _has_avx512(_vector_target(16)):
@@ -243,7 +244,11 @@ def test_paired_products_leave_no_widening(lanes):
     _, asm = _requantize_kernel(2 * lanes, False, False, True, lanes)
     body = asm[asm.index("main_compute_:") :]
     assert "vpmuldq" in body
-    assert not [w for w in ("vpmovsxdq", "vpmovzxdq") if w in body], f"widening left after {paired_products.PIPELINE}"
+    widening = [w for w in ("vpmovsxdq", "vpmovzxdq") if w in body]
+    if lanes >= paired_products.MIN_LANES:
+        assert not widening, f"widening left after {paired_products.PIPELINE}"
+    else:
+        assert widening, "AVX2's 8 lanes were rewritten"
 
 
 @pytest.mark.parametrize("byte_permutes", [False, True], ids=["gather", "vpermi2b"])
