@@ -164,6 +164,12 @@ def test_relax_rescale_matches_gemmlowp_per_channel(real, data):
 @given(real=scale_lists, zero_point=st.integers(-128, 127), data=st.data())
 def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
     """bias add, TFLite's requantization (two roundings, or one for FULLY_CONNECTED), zero point, clamp."""
+    _check_requantize(real, single, zero_point, data)
+
+
+def _check_requantize(real, single: bool, zero_point: int, data, lanes: int = 1) -> None:
+    """The requantize kernel (``lanes``: vectorized over that many channels) on drawn accumulators and
+    biases against the oracle, per channel scale in ``real``."""
     import tvm
 
     m, s = quantize_multiplier(real)
@@ -177,7 +183,7 @@ def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
         for row in acc
     ]
     out = tvm.runtime.tensor(np.zeros((4, n), np.int8))
-    _compiled_requantize(n, single, s)(*args, out)
+    _compiled_requantize(n, single, s, lanes)(*args, out)
     assert out.numpy().tolist() == want
 
 
@@ -214,22 +220,9 @@ def test_paired_products_requantize_matches_tflite(single, lanes, zero_point, da
     """The requantize kernel vectorized and rewritten into even/odd ``vpmuldq`` products
     (:mod:`qbench.tvm.paired_products`) is TFLite's arithmetic on every lane: drawn scales (left
     shifts among them), accumulators and biases on 2 vectors of channels."""
-    import tvm
-
     channels = 2 * lanes
     real = data.draw(st.lists(st.floats(2.0**-20, 4.0), min_size=channels, max_size=channels), label="scales")
-    m, s = quantize_multiplier(real)
-    acc = data.draw(hnp.arrays(np.int32, (4, channels), elements=st.integers(-(2**22), 2**22)), label="acc")
-    bias = data.draw(hnp.arrays(np.int32, channels, elements=st.integers(-(2**16), 2**16)), label="bias")
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (acc, *requantize_params(bias, m, s, zero_point, single))]
-    oracle = _single_rounding if single else _gemmlowp
-    want = [
-        [min(127, max(-128, oracle(int(v) + int(bias[c]), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)]
-        for row in acc
-    ]
-    out = tvm.runtime.tensor(np.zeros((4, channels), np.int8))
-    _compiled_requantize(channels, single, s, lanes)(*args, out)
-    assert out.numpy().tolist() == want
+    _check_requantize(real, single, zero_point, data, lanes)
 
 
 @pytest.mark.parametrize("lanes", [8, 16], ids=["8-lanes", "16-lanes"])
