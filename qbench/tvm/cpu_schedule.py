@@ -102,7 +102,6 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int | 
         if dot_block(info.block_rv):
             keep.add(name(info.block_rv))
             keep.update(name(b) for b in sch.get_producers(info.block_rv))
-    padding = {b for b in keep if b == avx2.PAD_BLOCK}  # a KxK dot-product kernel's own padded copy
     kept = [i for i in infos if name(i.block_rv) in keep]
     # vpmaddwd blocks first: their epilogues (requantize ...) move into their loop nests, see below
     infos = kept + try_inline(sch, [i for i in infos if name(i.block_rv) not in keep])
@@ -118,7 +117,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int | 
         reduce = [it.loop_rv for it in info.iters if it.kind == "R"]
         if not spatial:
             continue
-        if name(block) in padding and not reduce:
+        if name(block) == avx2.PAD_BLOCK and name(block) in keep and not reduce:  # a dot-product kernel's own copy
             _schedule_padding(sch, spatial[-1])
             continue
         inner, outer = spatial[-1], spatial[:-1]
