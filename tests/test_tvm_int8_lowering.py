@@ -121,10 +121,12 @@ def _vector_target(lanes: int) -> dict:
 
 
 def _has_avx512(spec: dict) -> bool:
+    """The target's epilogues take AVX-512's 16 lanes (what the schedule itself asks)."""
     import tvm
-    from tvm.target import codegen
 
-    return bool(codegen.llvm_cpu_has_features(["avx512f"], tvm.target.Target(spec)))
+    from qbench.tvm.cpu_schedule import EPILOGUE_LANES_AVX512, epilogue_lanes
+
+    return epilogue_lanes(tvm.target.Target(spec)) == EPILOGUE_LANES_AVX512
 
 
 @functools.cache

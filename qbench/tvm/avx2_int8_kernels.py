@@ -47,6 +47,11 @@ def dims(*values):
     return tuple(tirx.IntImm("int64", int(v)) for v in values)
 
 
+def round_up(value: int, multiple: int) -> int:
+    """``value`` rounded up to a multiple of ``multiple`` (channels padded to whole groups or lanes)."""
+    return -(-value // multiple) * multiple
+
+
 def qualifies(in_channels: int, out_channels: int) -> bool:
     return in_channels % PAIR == 0 and out_channels % LANES == 0
 
@@ -123,7 +128,7 @@ def grouped_conv_prim_func(
     n, height, width, channels = data_shape
     kh, kw = kernel_hw
     top, left, bottom, right = padding
-    depth = -(-channels // group) * group
+    depth = round_up(channels, group)
     data = te.placeholder(dims(*data_shape), dtypes[0], name="data")
     packed = te.placeholder(dims(kh, kw, depth // group, out_shape[3] // lanes, lanes, group), dtypes[1], name="packed")
     padded = te.compute(
@@ -153,7 +158,7 @@ def pack_conv_weights(weight_hwio: np.ndarray, lanes: int, group: int, dtype: st
     """(KH, KW, IC, OC) weights -> (KH, KW, IC'/group, OC/lanes, lanes, group) for
     :func:`grouped_conv_prim_func` (IC' = IC padded to a multiple of ``group`` with zeros)."""
     kh, kw, ic, oc = weight_hwio.shape
-    depth = -(-ic // group) * group
+    depth = round_up(ic, group)
     padded = np.zeros((kh, kw, depth, oc), weight_hwio.dtype)
     padded[:, :, :ic] = weight_hwio
     return padded.astype(dtype).reshape(kh, kw, depth // group, group, oc // lanes, lanes).transpose(0, 1, 2, 4, 5, 3).copy()

@@ -183,9 +183,6 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
     zero_point = int(zx.reshape(()))
     flat = weight.reshape(-1, out_channels)  # (taps x IC, OC)
 
-    def round_up(c: int, g: int) -> int:
-        return -(-c // g) * g
-
     def kernel(module, lanes: int, group: int, dtypes: tuple[str, str], fill: int, channels: int):
         """The GlobalVar and packed weights of a matmul (pointwise, dense) or KxK kernel of ``module``,
         ``channels`` output channels (a matmul's zero-padded to them)."""
@@ -207,13 +204,13 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
         return relax.op.strided_slice(acc, axes=[len(lead)], begin=[0], end=[out_channels])
 
     label = "via taps of " if spatial is not None else "via "
-    pad_to = round_up if spatial is not None else (lambda c, g: c)  # KxK: input channels padded
+    pad_to = avx2.round_up if spatial is not None else (lambda c, g: c)  # KxK: input channels padded
     lanes = vnni.lanes_for(pad_to(in_channels, vnni.QUAD), out_channels, lowering.vnni)
     channels = out_channels
     if lanes is None and spatial is None and lowering.vnni and in_channels % vnni.QUAD == 0:
         # a matmul whose output channels no lanes divide (the 10-class head): zero columns up to the widest
         lanes = max(lowering.vnni)
-        channels = round_up(out_channels, lanes)
+        channels = avx2.round_up(out_channels, lanes)
     if lanes is not None:
         looked_up = _lookup_of(x, lowering) if str(x.ty.dtype) == "int8" else None
         if looked_up is not None:  # the data is a table's (the input's Rescaling): the offset goes into it
@@ -226,7 +223,7 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
         acc = accumulate(gvar, offset, packed, "int8", channels)
         return acc, vnni.offset_correction(flat, zero_point), f"{label}vpdpbusd x{lanes}"
     if spatial is None and in_channels % avx2.PAIR == 0:
-        channels = round_up(out_channels, avx2.LANES)  # as above, for vpmaddwd
+        channels = avx2.round_up(out_channels, avx2.LANES)  # as above, for vpmaddwd
     if not avx2.qualifies(pad_to(in_channels, avx2.PAIR), channels):
         return None
     gvar, packed = kernel(avx2, avx2.LANES, avx2.PAIR, ("int16", "int16"), 0, channels)
