@@ -165,25 +165,22 @@ def test_relax_rescale_matches_gemmlowp_per_channel(real, data):
 @settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(real=scale_lists, zero_point=st.integers(-128, 127), data=st.data())
 def test_requantize_kernel_matches_tflite(single, real, zero_point, data):
-    """bias add, TFLite's requantization (two roundings, or one for FULLY_CONNECTED), zero point, clamp."""
+    """TFLite's requantization (two roundings, or one for FULLY_CONNECTED), zero point, clamp (the
+    bias is in the accumulator: the dot-product kernels start from it)."""
     _check_requantize(real, single, zero_point, data)
 
 
 def _check_requantize(real, single: bool, zero_point: int, data, lanes: int = 1) -> None:
-    """The requantize kernel (``lanes``: vectorized over that many channels) on drawn accumulators and
-    biases against the oracle, per channel scale in ``real``."""
+    """The requantize kernel (``lanes``: vectorized over that many channels) on drawn accumulators
+    against the oracle, per channel scale in ``real``."""
     import tvm
 
     m, s = quantize_multiplier(real)
     n = len(real)
     acc = data.draw(hnp.arrays(np.int32, (4, n), elements=st.integers(-(2**22), 2**22)), label="acc")
-    bias = data.draw(hnp.arrays(np.int32, n, elements=st.integers(-(2**16), 2**16)), label="bias")
-    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (acc, *requantize_params(bias, m, s, zero_point, single))]
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (acc, *requantize_params(m, s, zero_point, single))]
     oracle = _single_rounding if single else _gemmlowp
-    want = [
-        [min(127, max(-128, oracle(int(v) + int(bias[c]), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)]
-        for row in acc
-    ]
+    want = [[min(127, max(-128, oracle(int(v), int(m[c]), int(s[c])) + zero_point)) for c, v in enumerate(row)] for row in acc]
     out = tvm.runtime.tensor(np.zeros((4, n), np.int8))
     _compiled_requantize(n, single, s, lanes)(*args, out)
     assert out.numpy().tolist() == want
@@ -205,9 +202,8 @@ def test_requantize_kernel_rounds_ties_as_tflite(single, lanes):
     # every lane sees every accumulator in -1024..1023, its neighbours a different one in the same row
     acc = np.stack([np.roll(np.arange(-1024, 1024, dtype=np.int32), 7 * c) for c in range(channels)], axis=1)
     oracle = _single_rounding if single else _gemmlowp
-    zeros = np.zeros(channels)
     for rows in np.split(acc, acc.shape[0] // 4):
-        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (rows, *requantize_params(zeros, m, s, 0, single))]
+        args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in (rows, *requantize_params(m, s, 0, single))]
         out = tvm.runtime.tensor(np.zeros((4, channels), np.int8))
         _compiled_requantize(channels, single, s, lanes)(*args, out)
         want = [[min(127, max(-128, oracle(int(v), int(m[c]), int(s[c])))) for c, v in enumerate(row)] for row in rows]
@@ -221,7 +217,7 @@ def test_requantize_kernel_rounds_ties_as_tflite(single, lanes):
 def test_paired_products_requantize_matches_tflite(single, lanes, zero_point, data):
     """The requantize kernel vectorized and rewritten into even/odd ``vpmuldq`` products
     (:mod:`qbench.tvm.paired_products`) is TFLite's arithmetic on every lane: drawn scales (left
-    shifts among them), accumulators and biases on 2 vectors of channels."""
+    shifts among them) and accumulators on 2 vectors of channels."""
     channels = 2 * lanes
     real = data.draw(st.lists(st.floats(2.0**-20, 4.0), min_size=channels, max_size=channels), label="scales")
     _check_requantize(real, single, zero_point, data, lanes)
@@ -357,6 +353,9 @@ def _one_op_case(kind: str, seed: int):
 
     model = _one_op_keras(kind, seed)
     rng = np.random.default_rng(seed)
+    for layer in model.layers:  # Keras starts biases at 0; the kernels start their accumulators from them
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.5, tuple(layer.bias.shape)).astype(np.float32))
     shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs]
 
     def representative():

@@ -77,14 +77,16 @@ def grouped_matmul_prim_func(
     name: str,
     axis: str,
 ):
-    """``out[..., oc] = sum_ic int32(data[..., ic]) * int32(w[ic, oc])``, the weights packed
+    """``out[..., oc] = bias[oc] + sum_ic int32(data[..., ic]) * int32(w[ic, oc])``, the weights packed
     ``[IC/group, OC/lanes, lanes, group]``: the loop nest a dot-product intrinsic of ``lanes`` int32
     outputs, each a sum of ``group`` products, tensorizes (``vpmaddwd``: 8 x 2; ``vpdpbusd``: 16 or 8 x 4);
-    ``dtypes``: the data's and the weights', ``name``: the block's, ``axis``: the outer reduction's."""
+    ``dtypes``: the data's and the weights', ``name``: the block's, ``axis``: the outer reduction's.
+    The accumulators start from the bias (see :func:`requantize_prim_func`)."""
     from tvm import te
 
     data = te.placeholder(dims(*lead, in_channels), dtypes[0], name="data")
     packed = te.placeholder(dims(in_channels // group, out_channels // lanes, lanes, group), dtypes[1], name="packed")
+    bias = te.placeholder(dims(out_channels), "int32", name="bias")
     outer = te.reduce_axis(dims(0, in_channels // group), axis)
     k = te.reduce_axis(dims(0, group), "k")
 
@@ -96,7 +98,7 @@ def grouped_matmul_prim_func(
         )
 
     out = te.compute(dims(*lead, out_channels), body, name=name)
-    return te.create_prim_func([data, packed, out])
+    return start_from_bias(te.create_prim_func([data, packed, bias, out]), name)
 
 
 def grouped_conv_prim_func(
@@ -122,7 +124,8 @@ def grouped_conv_prim_func(
     channels with int16 products spent most of its time widening products (the 64x64 stem: 10 % of
     the model on one thread); this way its 27 taps go through ``vpmaddwd`` or ``vpdpbusd`` like the
     pointwise kernels.  The padding is a buffer of the kernel's own, written one element at a time:
-    half of the 64x64 stem's time is that loop (its im2col patches, tried first, took longer still)."""
+    half of the 64x64 stem's time is that loop (its im2col patches, tried first, took longer still).
+    The accumulators start from ``bias[oc]`` (see :func:`requantize_prim_func`)."""
     from tvm import te, tirx
 
     n, height, width, channels = data_shape
@@ -131,6 +134,7 @@ def grouped_conv_prim_func(
     depth = round_up(channels, group)
     data = te.placeholder(dims(*data_shape), dtypes[0], name="data")
     packed = te.placeholder(dims(kh, kw, depth // group, out_shape[3] // lanes, lanes, group), dtypes[1], name="packed")
+    bias = te.placeholder(dims(out_shape[3]), "int32", name="bias")
     padded = te.compute(
         dims(n, height + top + bottom, width + left + right, depth),
         lambda b, y, x, c: tirx.if_then_else(
@@ -148,10 +152,33 @@ def grouped_conv_prim_func(
 
     def body(b, y, x, oc):
         value = padded[b, y * sy + ry * dy, x * sx + rx * dx, outer * group + k].astype("int32")
-        return te.sum(value * packed[ry, rx, outer, oc // lanes, oc % lanes, k].astype("int32"), axis=[ry, rx, outer, k])
+        products = value * packed[ry, rx, outer, oc // lanes, oc % lanes, k].astype("int32")
+        return te.sum(products, axis=[ry, rx, outer, k])
 
     out = te.compute(dims(*out_shape), body, name=name)
-    return te.create_prim_func([data, packed, out])
+    return start_from_bias(te.create_prim_func([data, packed, bias, out]), name)
+
+
+def start_from_bias(func, name: str):
+    """``func`` (a reduction block ``name`` over a ``bias`` parameter, the third) with the block's init
+    ``out[..., c] = bias[c]`` (``c`` its last spatial axis) instead of 0.  ``te.sum``'s ``init`` does not
+    reach the PrimFunc ``create_prim_func`` makes, so the block is rewritten here.  The block's read
+    regions stay as they were, without ``bias``: ``tensorize`` matches the update block's regions (which
+    decomposing the reduction copies from them) against the intrinsic's, and nothing writes a parameter."""
+    import tvm_ffi
+    from tvm import s_tir, tirx
+
+    bias = func.params[2]
+
+    def visit(block):
+        if block.name_hint != name or block.init is None:
+            return block
+        channel = [v.var for v in block.iter_vars if v.iter_type == tirx.IterVar.DataPar][-1]
+        init = tirx.BufferStore(block.init.buffer, tirx.BufferLoad(bias, [channel]), block.init.indices)
+        fields = (block.alloc_buffers, block.match_buffers, block.annotations)
+        return s_tir.SBlock(block.iter_vars, block.reads, block.writes, block.name_hint, block.body, init, *fields)
+
+    return tvm_ffi.structural_map(func, [(s_tir.SBlock, visit)])
 
 
 def pack_conv_weights(weight_hwio: np.ndarray, lanes: int, group: int, dtype: str) -> np.ndarray:
@@ -266,30 +293,27 @@ def requantize_shifts(shift: np.ndarray) -> tuple[bool, bool]:
     return bool(np.any(shift > 0)), bool(np.all(shift < 0))
 
 
-def requantize_params(bias, mult, shift, zero_point: int, single_rounding: bool = False) -> list[np.ndarray]:
-    """The parameters :func:`requantize_prim_func` takes after the accumulator: int32 arrays, and the
-    int64 ``nudge`` per channel, ``bias * M`` plus the first rounding's half (``2**30``; one rounding:
-    ``2**(30 - shift)``)."""
+def requantize_params(mult, shift, zero_point: int, single_rounding: bool = False) -> list[np.ndarray]:
+    """The parameters :func:`requantize_prim_func` takes after the accumulator: int32 arrays, and for
+    ``single_rounding`` the int64 ``nudge`` per channel (``2**(30 - shift)``)."""
     shift = np.asarray(shift, np.int64)
     right = np.maximum(-shift, 0)
-    mult64 = np.asarray(mult, np.int64)
-    half_first = (np.int64(1) << (30 - shift)) if single_rounding else np.int64(1 << 30)
-    return [
-        np.asarray(bias, np.int32),
-        mult64.astype(np.int32),
+    params = [
+        np.asarray(mult, np.int64).astype(np.int32),
         np.maximum(shift, 0).astype(np.int32),
         right.astype(np.int32),
         ((np.int64(1) << right) >> 1).astype(np.int32),
-        (np.asarray(bias, np.int64) * mult64 + half_first).astype(np.int64),
-        np.array([zero_point], np.int32),
     ]
+    if single_rounding:
+        params.append((np.int64(1) << (30 - shift)).astype(np.int64))
+    return [*params, np.array([zero_point], np.int32)]
 
 
 def requantize_prim_func(
     shape: tuple[int, ...], out_dtype: str, single_rounding: bool, shifts_left: bool = True, always_right: bool = False
 ):
-    """``out = clamp(MultiplyByQuantizedMultiplier(acc + bias[c], M[c], shift[c]) + zp)`` for an int32
-    accumulator, per output channel ``c`` (the last axis).
+    """``out = clamp(MultiplyByQuantizedMultiplier(acc, M[c], shift[c]) + zp)`` for an int32
+    accumulator that already holds the bias, per output channel ``c`` (the last axis).
 
     Made for the shifts it will be given (:func:`requantize_shifts`): without ``shifts_left`` the left
     shift is left out; with ``always_right`` the rounding's tie correction is the sign bit
@@ -299,23 +323,23 @@ def requantize_prim_func(
 
     A kernel of its own (not Relax ops) so that the 64-bit product is written as
     ``int64(int32) * int64(int32)``: LLVM then emits ``vpmuldq``, where a product of an int64
-    tensor and a folded int64 constant is emulated with three multiplies.  The accumulator itself is
-    the factor: ``(acc + bias) * M + 2**30`` is ``acc * M + nudge`` with ``nudge = bias * M + 2**30``
-    per channel, since with the bias added first LLVM widened the sum and multiplied with
-    ``vpmullq`` (AVX-512) or three multiplies (AVX2): 0.95x (64x64 and 224x224, tvm-host-int8)
-    and 0.88x (224x224, tvm-avx2-int8) on one thread, 30 rounds interleaved in one process.
-    Everything else stays in int32.  Parameters (:func:`requantize_params`): acc, bias, multiplier,
-    left shift, right shift, half of ``1 << right`` (given, not computed per vector), the int64
-    nudge, zero point.
+    tensor and a folded int64 constant is emulated with three multiplies.  The bias is not a
+    parameter: the dot-product kernels start their accumulators from it (an int32 add, as in TFLite),
+    so the first rounding's half, ``2**30``, is the same for every channel, a constant.  With a per-channel
+    int64 ``bias * M + 2**30`` instead, every 16 lanes loaded two zmm registers of it and split them
+    into even and odd channels for :mod:`qbench.tvm.paired_products` (two ``vpermt2q``): 224x224
+    tvm-host-int8 0.95x without them, 64x64 0.98x (one thread, interleaved in one process).
+    Everything else stays in int32.  Parameters (:func:`requantize_params`): acc, multiplier,
+    left shift, right shift, half of ``1 << right`` (given, not computed per vector), zero point.
     With ``single_rounding`` the product is rounded once (LiteRT's FULLY_CONNECTED):
-    ``(acc * M + 2**(30 - shift)) >> (31 - shift)``."""
+    ``(acc * M + nudge) >> (31 - shift)``, ``nudge = 2**(30 - shift)`` per channel, a parameter
+    before the zero point."""
     from tvm import te, tirx
 
     channels = shape[-1]
     acc = te.placeholder(dims(*shape), "int32", name="acc")
-    names = ("bias", "mult", "left", "right", "half")
-    bias, mult, left, right, half = (te.placeholder(dims(channels), "int32", name=n) for n in names)
-    nudge = te.placeholder(dims(channels), "int64", name="nudge")
+    mult, left, right, half = (te.placeholder(dims(channels), "int32", name=n) for n in ("mult", "left", "right", "half"))
+    nudge = te.placeholder(dims(channels), "int64", name="nudge") if single_rounding else None
     zero_point = te.placeholder(dims(1), "int32", name="zero_point")
     info = np.iinfo(out_dtype)
 
@@ -324,16 +348,13 @@ def requantize_prim_func(
 
     def body(*idx):
         c = idx[-1]
-        if shifts_left and not single_rounding:  # the left shift comes before the product
-            value = (acc[idx] + bias[c]) << left[c]
-            scaled = value.astype("int64") * mult[c].astype("int64") + i64(1 << 30)
-        else:  # (acc + bias) * M + rounding as acc * M + nudge: two sign-extended int32 (vpmuldq), one add
-            scaled = acc[idx].astype("int64") * mult[c].astype("int64") + nudge[c]
+        value = acc[idx] << left[c] if shifts_left and not single_rounding else acc[idx]  # the left shift first
+        product = value.astype("int64") * mult[c].astype("int64")  # two sign-extended int32: vpmuldq
         if single_rounding:  # shift = left - right; one shift right by 31 - shift
             total = (i64(31) + right[c].astype("int64")) - left[c].astype("int64")
-            rounded = (scaled >> total).astype("int32")
+            rounded = ((product + nudge[c]) >> total).astype("int32")
         else:
-            high = (scaled >> i64(31)).astype("int32")
+            high = ((product + i64(1 << 30)) >> i64(31)).astype("int32")
             r = right[c]
             if always_right:  # -1 where high < 0: the same as subtracting the tie correction
                 rounded = (high + half[c] + (high >> tirx.IntImm("int32", 31))) >> r
@@ -344,7 +365,8 @@ def requantize_prim_func(
         return te.max(te.min(shifted, tirx.IntImm("int32", int(info.max))), tirx.IntImm("int32", int(info.min))).astype(out_dtype)
 
     out = te.compute(dims(*shape), body, name="requantize")
-    return te.create_prim_func([acc, bias, mult, left, right, half, nudge, zero_point, out])
+    nudges = [nudge] if single_rounding else []
+    return te.create_prim_func([acc, mult, left, right, half, *nudges, zero_point, out])
 
 
 LOOKUP_BLOCK = "lookup"
@@ -430,7 +452,8 @@ def spatial_conv_prim_func(
     Exact, because ``|x - zx| <= 255`` and int8 weights are at most 128 in magnitude, so every
     product fits in int16 (at most 32,640); LLVM vectorizes the products to ``vpmullw`` (16 lanes)
     instead of ``vpmulld`` (8 lanes, slower).  ``padding`` is (top, left, bottom, right), filled
-    with 0 (the input zero point after subtracting it)."""
+    with 0 (the input zero point after subtracting it).  The accumulators start from ``bias[c]``
+    (see :func:`requantize_prim_func`)."""
     from tvm import te, tirx
 
     n, height, width, channels = data_shape
@@ -438,6 +461,7 @@ def spatial_conv_prim_func(
     top, left, bottom, right = padding
     data = te.placeholder(dims(*data_shape), "int16", name="data")
     weight = te.placeholder(dims(*weight_shape), "int16", name="weight")
+    bias = te.placeholder(dims(out_shape[3]), "int32", name="bias")
     padded = te.compute(
         dims(n, height + top + bottom, width + left + right, channels),
         lambda b, y, x, c: tirx.if_then_else(
@@ -466,4 +490,4 @@ def spatial_conv_prim_func(
             return te.sum(product.astype("int32"), axis=[ry, rx, rc])
 
     out = te.compute(dims(*out_shape), body, name=SPATIAL_BLOCK)
-    return te.create_prim_func([data, weight, out])
+    return start_from_bias(te.create_prim_func([data, weight, bias, out]), SPATIAL_BLOCK)

@@ -143,9 +143,9 @@ class _Lowering:
         return self.kernels[name, key]
 
 
-def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
-    """The int32 accumulator of a conv2d (pointwise, or KxK with its taps as reductions) or dense through
-    a dot-product kernel, what to add to each channel of it, and the pattern's name: ``vpdpbusd``
+def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, bias: np.ndarray, out, lowering: _Lowering):
+    """The int32 accumulator (from ``bias`` per channel) of a conv2d (pointwise, or KxK with its taps as
+    reductions) or dense through a dot-product kernel, and the pattern's name: ``vpdpbusd``
     (:mod:`qbench.tvm.vnni_int8_kernels`, where ``lowering.vnni`` offers lanes the channels fit), else
     ``vpmaddwd`` (:mod:`qbench.tvm.avx2_int8_kernels`); None when the op does not qualify (depthwise, or
     a KxK convolution whose output channels no kernel's lanes divide).  A matmul's output channels are
@@ -196,9 +196,11 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
         gvar = lowering.kernel(module.BLOCK, key, lambda: avx2.grouped_conv_prim_func(*key))
         return gvar, avx2.pack_conv_weights(weight, lanes, group, dtypes[1])
 
-    def accumulate(gvar, data, packed, dtype: str, channels: int):
-        """The kernel's int32 accumulator, cut back to the op's output channels."""
-        acc = relax.call_tir(gvar, relax.Tuple([data, const(packed, dtype)]), out_ty=relax.TensorType((*lead, channels), "int32"))
+    def accumulate(gvar, data, packed, dtype: str, start: np.ndarray, channels: int):
+        """The kernel's int32 accumulator from ``start`` per channel, cut back to the op's output channels."""
+        start = np.pad(start, (0, channels - out_channels)).astype(np.int32)
+        args = relax.Tuple([data, const(packed, dtype), const(start, "int32")])
+        acc = relax.call_tir(gvar, args, out_ty=relax.TensorType((*lead, channels), "int32"))
         if channels == out_channels:
             return acc
         return relax.op.strided_slice(acc, axes=[len(lead)], begin=[0], end=[out_channels])
@@ -218,22 +220,23 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, out, lowering: 
             offset = _lookup_call(tensor, table.astype(np.int16) + vnni.OFFSET, "uint8", lowering)
         else:
             offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
-        # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction below
+        # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction
         gvar, packed = kernel(vnni, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point, channels)
-        acc = accumulate(gvar, offset, packed, "int8", channels)
-        return acc, vnni.offset_correction(flat, zero_point), f"{label}vpdpbusd x{lanes}"
+        start = bias.astype(np.int64) + vnni.offset_correction(flat, zero_point)  # exact in int32: see vnni_int8_kernels
+        acc = accumulate(gvar, offset, packed, "int8", start, channels)
+        return acc, f"{label}vpdpbusd x{lanes}"
     if spatial is None and in_channels % avx2.PAIR == 0:
         channels = avx2.round_up(out_channels, avx2.LANES)  # as above, for vpmaddwd
     if not avx2.qualifies(pad_to(in_channels, avx2.PAIR), channels):
         return None
     gvar, packed = kernel(avx2, avx2.LANES, avx2.PAIR, ("int16", "int16"), 0, channels)
-    acc = accumulate(gvar, centred(x, zero_point, "int16"), packed, "int16", channels)
-    return acc, None, f"{label}vpmaddwd"
+    acc = accumulate(gvar, centred(x, zero_point, "int16"), packed, "int16", bias, channels)
+    return acc, f"{label}vpmaddwd"
 
 
-def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
-    """The int32 accumulator of a KxK conv2d (regular or depthwise, NHWC) through
-    :func:`qbench.tvm.avx2_int8_kernels.spatial_conv_prim_func` (int16 products), or None."""
+def _spatial_kernel(core, x, zx, weight: np.ndarray, bias: np.ndarray, out, lowering: _Lowering):
+    """The int32 accumulator (from ``bias`` per channel) of a KxK conv2d (regular or depthwise, NHWC)
+    through :func:`qbench.tvm.avx2_int8_kernels.spatial_conv_prim_func` (int16 products), or None."""
     from tvm import relax
 
     from qbench.tvm import avx2_int8_kernels as kernels
@@ -259,7 +262,7 @@ def _spatial_kernel(core, x, zx, weight: np.ndarray, out, lowering: _Lowering):
         depthwise,
     )
     gvar = lowering.kernel(kernels.SPATIAL_BLOCK, key, lambda: kernels.spatial_conv_prim_func(*key))
-    args = relax.Tuple([centred(x, int(zx.reshape(())), "int16"), const(weight.astype(np.int16), "int16")])
+    args = relax.Tuple([centred(x, int(zx.reshape(())), "int16"), const(weight.astype(np.int16), "int16"), const(bias, "int32")])
     return relax.call_tir(gvar, args, out_ty=relax.TensorType(out_shape, "int32"))
 
 
@@ -281,13 +284,18 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
     if sw.size not in (1, channels):
         return None
     sw = np.broadcast_to(sw.astype(np.float64).ravel(), (channels,))
+    channel_bias = np.zeros(channels, np.int32)
+    if "biased" in m:
+        bias = _int_const_tensor(m["bias"].args[0])
+        if bias is None or bias.dtype != np.int32:
+            return None
+        channel_bias = np.broadcast_to(bias.ravel(), (channels,)).astype(np.int32)
     core = m["core"]
-    correction = None
-    dot = _pairwise_kernel(kind, core, x, zx, weight, out, lowering)
+    dot = _pairwise_kernel(kind, core, x, zx, weight, channel_bias, out, lowering)
     if dot is not None:
-        acc, correction, label = dot
+        acc, label = dot
         lowering.counts[label] += 1
-    elif kind == "conv2d" and (acc := _spatial_kernel(core, x, zx, weight, out, lowering)) is not None:
+    elif kind == "conv2d" and (acc := _spatial_kernel(core, x, zx, weight, channel_bias, out, lowering)) is not None:
         lowering.counts["via int16 products"] += 1
     else:
         data = centred(x, int(zx.reshape(())), "int32")
@@ -308,32 +316,26 @@ def _rewrite_linear(kind: str, m: dict, lowering: _Lowering):
             )
         else:
             acc = op.matmul(data, w32, out_dtype="int32")
+        acc = op.add(acc, const(channel_bias, "int32"))  # the kernels above start from the bias
     if kind == "conv2d" and int(core.attrs.groups) > 1:
         kind += "-depthwise"
-    channel_bias = np.zeros(channels, np.int32)
-    if "biased" in m:
-        bias = _int_const_tensor(m["bias"].args[0])
-        if bias is None or bias.dtype != np.int32:
-            return None
-        channel_bias = np.broadcast_to(bias.ravel(), (channels,)).astype(np.int32)
-    if correction is not None:  # the dot product's data offset, per channel (exact in int32: see vnni_int8_kernels)
-        channel_bias = (channel_bias.astype(np.int64) + correction).astype(np.int32)
     # TFLite: effective scale = double(input scale) * double(filter scale) / double(output scale)
     mult, shift = quantize_multiplier(float(sx.reshape(())) * sw / float(sy.reshape(())))
     lowering.counts[kind] += 1
     shape = tuple(int(v) for v in out.ty.shape.values)
-    return _requantize(acc, shape, channel_bias, mult, shift, int(zy.reshape(())), str(out.ty.dtype), kind == "dense", lowering)
+    return _requantize(acc, shape, mult, shift, int(zy.reshape(())), str(out.ty.dtype), kind == "dense", lowering)
 
 
-def _requantize(acc, shape, bias, mult, shift, zero_point: int, out_dtype: str, single_rounding: bool, lowering: _Lowering):
-    """``call_tir`` of :func:`qbench.tvm.avx2_int8_kernels.requantize_prim_func` on an int32 accumulator."""
+def _requantize(acc, shape, mult, shift, zero_point: int, out_dtype: str, single_rounding: bool, lowering: _Lowering):
+    """``call_tir`` of :func:`qbench.tvm.avx2_int8_kernels.requantize_prim_func` on an int32 accumulator
+    (the bias in it)."""
     from tvm import relax
 
     from qbench.tvm import avx2_int8_kernels as kernels
 
     key = (shape, out_dtype, single_rounding, *kernels.requantize_shifts(shift))
     gvar = lowering.kernel("requantize", key, lambda: kernels.requantize_prim_func(*key))
-    params = kernels.requantize_params(bias, mult, shift, zero_point, single_rounding)
+    params = kernels.requantize_params(mult, shift, zero_point, single_rounding)
     args = [acc, *(const(p, str(p.dtype)) for p in params)]
     return relax.call_tir(gvar, relax.Tuple(args), out_ty=relax.TensorType(shape, out_dtype))
 
@@ -474,9 +476,8 @@ def _requantize_scalar(acc, out, mult, shift, zero_point: int, lowering: _Loweri
     channels = flat[-1]
     mult = np.full(channels, int(np.asarray(mult).reshape(())), np.int64)
     shift = np.full(channels, int(np.asarray(shift).reshape(())), np.int64)
-    bias = np.zeros(channels, np.int32)
     acc = acc if shape else relax.op.reshape(acc, flat)
-    value = _requantize(acc, flat, bias, mult, shift, zero_point, str(out.ty.dtype), False, lowering)
+    value = _requantize(acc, flat, mult, shift, zero_point, str(out.ty.dtype), False, lowering)
     return value if shape else relax.op.reshape(value, shape)
 
 
