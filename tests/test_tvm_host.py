@@ -24,12 +24,23 @@ def test_host_target_is_the_cpu_llvm_detects_with_the_vnni_its_flags_offer():
     from tvm.target import codegen
 
     from qbench.backends.kernels import machine_flags
+    from qbench.tvm import amx_int8_kernels
 
     flags = machine_flags()
     spec, lanes = tvm_backend.host_target(2, flags)
-    assert spec == {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu()), "num-cores": 2}
+    tiles = 16 in lanes and amx_int8_kernels.has_amx(flags) and amx_int8_kernels.request_permission()
+    want = {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu()), "num-cores": 2}
+    assert spec == ({**want, "mattr": list(amx_int8_kernels.FEATURES)} if tiles else want)
+    assert tvm_backend.has_amx_tiles(spec) == tiles
     assert set(lanes) <= set(tvm_backend.vnni_lanes(flags))
     assert tvm_backend.host_target(2, frozenset({"avx", "avx2", "fma"}))[1] == ()  # no VNNI flag: AVX2 kernels
+
+
+def test_the_isa_column_names_amx_tiles_only_on_a_cpu_with_them():
+    zen4 = frozenset(machine.parse_cpuinfo(ZEN4)["isa"])
+    assert "AMX" not in tvm_backend.host_kernel_isa(zen4) and "512-bit" in tvm_backend.host_kernel_isa(zen4)
+    assert "AMX int8 (tdpbusd)" in tvm_backend.host_kernel_isa(zen4 | {"amx_tile", "amx_int8"})
+    assert "AMX" not in tvm_backend.host_kernel_isa(frozenset({"avx2", "amx_tile", "amx_int8"}))  # tiles only beside VNNI
 
 
 def test_the_host_build_is_keyed_by_the_cpu_and_the_avx2_build_is_not(monkeypatch):

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from qbench.tvm import amx_int8_kernels
 from qbench.tvm.avx2_int8_kernels import requantize_params
 from qbench.tvm.fixed_point import quantize_multiplier
 from qbench.tvm.int8_lowering import float_compute_ops
@@ -296,6 +297,9 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "pointwise-vnni":  # IC a multiple of 4, OC of 16: vpdpbusd, 16 lanes (8 on AVX-VNNI)
         x = keras.Input((5, 6, 12))
         y = L.Conv2D(32, 1, activation="relu6")(x)
+    elif kind == "pointwise-amx":  # IC 96 (two tile steps of 48), OC 32 (two C tiles), rows of 14 pixels
+        x = keras.Input((3, 14, 96))
+        y = L.Conv2D(32, 1, activation="relu6")(x)
     elif kind == "pointwise-vnni-256":  # OC a multiple of 8, not 16: vpdpbusd, 8 lanes
         x = keras.Input((4, 4, 8))
         y = L.Conv2D(24, 1)(x)
@@ -340,16 +344,9 @@ def _host():
 
 
 @functools.cache
-def _one_op_case(kind: str, seed: int):
-    """(int8 .tflite bytes, lowered-and-compiled TVM function, LiteRT reference interpreter, lowering counts);
-    a ``-vnni`` kind is compiled for this CPU with its ``vpdpbusd`` kernels."""
+def _one_op_tflite(kind: str, seed: int) -> bytes:
+    """The one-op Keras model of ``kind``, nonzero biases, converted to a full-integer int8 .tflite."""
     import tensorflow as tf
-    import tvm
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from tvm import relax
-
-    from qbench.backends.tvm import has_byte_permutes, relax_module, tvm_target_spec
-    from qbench.tvm.cpu_schedule import compile_module, cpu_pipeline
 
     model = _one_op_keras(kind, seed)
     rng = np.random.default_rng(seed)
@@ -367,10 +364,31 @@ def _one_op_case(kind: str, seed: int):
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int8
-    buf = converter.convert()
-    host = "vnni" in kind or "vbmi" in kind
+    return converter.convert()
+
+
+@functools.cache
+def _one_op_case(kind: str, seed: int):
+    """(int8 .tflite bytes, lowered-and-compiled TVM function, LiteRT reference interpreter, lowering counts);
+    a ``-vnni`` kind is compiled for this CPU with its ``vpdpbusd`` kernels, an ``-amx`` one with its tiles."""
+    import tvm
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tvm import relax
+
+    from qbench.backends.tvm import has_byte_permutes, relax_module, tvm_target_spec
+    from qbench.tvm.cpu_schedule import compile_module, cpu_pipeline
+
+    buf = _one_op_tflite(kind, seed)
+    host = "vnni" in kind or "vbmi" in kind or "amx" in kind
     spec, vnni = _host() if host else (tvm_target_spec(1), ())
-    mod, counts = relax_module(buf, vnni, host and has_byte_permutes(spec))
+    tiles = "amx" in kind
+    if tiles:  # a one-op model is far below the multiply-adds from which a model gets tiles
+        amx_int8_kernels.request_permission()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(amx_int8_kernels, "MIN_MODEL_MACS", 0)
+            mod, counts = relax_module(buf, vnni, has_byte_permutes(spec), True)
+    else:
+        mod, counts = relax_module(buf, vnni, host and has_byte_permutes(spec))
     assert not float_compute_ops(mod), f"{kind}: float compute left after lowering: {float_compute_ops(mod)}"
     target = tvm.target.Target(spec)
     vm = relax.VirtualMachine(compile_module(mod, target, cpu_pipeline(target, 0)), tvm.cpu())
@@ -402,6 +420,7 @@ EXPECTED_PATTERN = {
     "mean": ("mean",),
     "pointwise-vnni": ("conv2d", "via vpdpbusd x16"),
     "pointwise-vnni-256": ("conv2d", "via vpdpbusd x8"),
+    "pointwise-amx": ("conv2d", "via tdpbusd"),
     "dense-vnni": ("dense", "via vpdpbusd x16"),
     "dense-vnni-padded": ("dense", "via vpdpbusd x16"),
     "rescale-conv-vnni": {"mul": 1, "add": 1, "via lookup table": 2, "conv2d": 1, "via taps of vpdpbusd x16": 1},
@@ -447,6 +466,11 @@ def test_lowered_op_matches_litert_reference_kernels(kind, seed, data):
         want_lanes = 8 if kind.endswith("-256") else 16
         if want_lanes not in lanes:
             pytest.skip(f"this CPU has no {want_lanes}-lane vpdpbusd (AVX-512 VNNI / AVX-VNNI): lanes {lanes or 'none'}")
+    if "amx" in kind:
+        from qbench.backends.tvm import has_amx_tiles
+
+        if not has_amx_tiles(_host()[0]):
+            pytest.skip(f"this CPU ({_host()[0]['mcpu']}) has no AMX int8 tiles, or Linux did not grant them")
     if "vbmi" in kind:
         from qbench.backends.tvm import has_byte_permutes
 
@@ -465,3 +489,44 @@ def test_lowered_op_matches_litert_reference_kernels(kind, seed, data):
     assert got.dtype == want.dtype and got.shape == want.shape
     diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
     assert diff.max() == 0, f"{kind}: {int((diff > 0).sum())} of {diff.size} outputs differ, by up to {diff.max()} LSB"
+
+
+def test_a_model_gets_amx_tiles_only_from_enough_multiply_adds(monkeypatch):
+    """Tile code slows the rest of a model down (the 64x64 model took 1.06-1.11x with tiles), so a
+    model gets them only from MIN_MODEL_MACS multiply-adds in the convolutions they would run."""
+    from qbench.backends.tvm import relax_module
+
+    buf = _one_op_tflite("pointwise-amx", 0)
+    assert relax_module(buf, (16,), False, True)[1] == {"conv2d": 1, "via vpdpbusd x16": 1}
+    monkeypatch.setattr(amx_int8_kernels, "MIN_MODEL_MACS", 3 * 14 * 96 * 32)  # exactly this model's
+    assert relax_module(buf, (16,), False, True)[1] == {"conv2d": 1, "via tdpbusd": 1}
+    assert relax_module(buf, (16,), False, False)[1] == {"conv2d": 1, "via vpdpbusd x16": 1}
+
+
+def test_amx_kernel_compiles_to_tiles_configured_and_released():
+    """On any x86 host (LLVM compiles for an AMX CPU anywhere): the tile kernel's code loads the tile
+    configuration, multiplies with tdpbusd, stores C and releases the tiles."""
+    import tvm
+    from tvm import s_tir
+    from tvm.s_tir import dlight
+
+    sch = s_tir.Schedule(tvm.IRModule({"main": amx_int8_kernels.matmul_prim_func((1, 3, 14), 96, 32)}))
+    block = next(i for i in dlight.analysis.normalize_prim_func(sch) if sch.get(i.block_rv).name_hint == amx_int8_kernels.BLOCK)
+    amx_int8_kernels.schedule_block(sch, block, parallel=False)
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids", "mattr": list(amx_int8_kernels.FEATURES)})
+    asm = tvm.compile(amx_int8_kernels.configure_tiles(sch.mod), target=target).mod.inspect_source("asm")
+    for instruction in ("ldtilecfg", "tileloadd", "tdpbusd", "tilestored", "tilerelease"):
+        assert instruction in asm, instruction
+    assert asm.count("tdpbusd") >= 2 * 2  # two depth steps of 48 for each of the two C tiles (OC 32)
+
+
+@pytest.mark.parametrize(
+    "width, channels, rows, depth", [(112, 96, 14, 48), (56, 576, 14, 64), (7, 960, 7, 64), (32, 160, 8, 40), (2, 64, 2, 64)]
+)
+def test_amx_tile_shapes(width, channels, rows, depth):
+    """A tile holds at most 15 pixels of one image row (16 would make C 1 KiB, a workspace allocation
+    per tile) and up to 64 input channels, each a divisor."""
+    assert (amx_int8_kernels.tile_rows(width), amx_int8_kernels.tile_depth(channels)) == (rows, depth)
+    config = amx_int8_kernels.tile_config(rows, depth)
+    assert config[0] == 1 and config[48:51] == [rows, rows, depth // 4]
+    assert [config[16 + 2 * t] | config[17 + 2 * t] << 8 for t in range(3)] == [64, depth, 64]

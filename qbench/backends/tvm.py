@@ -97,6 +97,10 @@ def host_target(threads: int, flags: frozenset) -> tuple[dict, tuple[int, ...]]:
         needed = "avx512vnni" if 16 in lanes else "avxvnni"
         if not codegen.llvm_cpu_has_features([needed], tvm.target.Target(spec)):
             lanes = ()
+    from qbench.tvm import amx_int8_kernels as amx
+
+    if 16 in lanes and amx.has_amx(flags) and amx.request_permission():  # LLVM's CPU names may not say AMX
+        spec["mattr"] = list(amx.FEATURES)
     return spec, lanes
 
 
@@ -109,8 +113,18 @@ def target_for(threads: int, host: bool) -> tuple[dict, tuple[int, ...]]:
     return host_target(threads, machine_flags())
 
 
-def describe_host(lanes) -> str:
-    """How ``tvm-host-int8`` is built for a CPU with these ``vpdpbusd`` lanes, for the ISA column."""
+def host_kernel_isa(flags: frozenset) -> str:
+    """The ISA column of ``tvm-host-int8`` on a CPU with these /proc/cpuinfo ``flags``."""
+    from qbench.tvm.amx_int8_kernels import has_amx
+
+    return describe_host(vnni_lanes(flags), has_amx(flags))
+
+
+def describe_host(lanes, tiles: bool = False) -> str:
+    """How ``tvm-host-int8`` is built for a CPU with these ``vpdpbusd`` lanes (and AMX ``tiles``), for
+    the ISA column."""
+    if 16 in lanes and tiles:
+        return "AVX-512 VNNI (target this CPU: vpdpbusd, 512-bit); AMX int8 (tdpbusd) for 1x1 convolutions in large models"
     if 16 in lanes:
         return "AVX-512 VNNI (target this CPU: vpdpbusd, 512-bit)"
     if 8 in lanes:
@@ -148,13 +162,21 @@ def has_byte_permutes(spec: dict) -> bool:
     return bool(codegen.llvm_cpu_has_features(["avx512vbmi"], tvm.target.Target(spec)))
 
 
-def relax_module(tflite_bytes: bytes, vnni: tuple[int, ...] = (), byte_permutes: bool = False):
+def has_amx_tiles(spec: dict) -> bool:
+    """Whether the target ``spec`` enables AMX int8 tiles (:func:`host_target` adds them where the CPU
+    has them and Linux grants them)."""
+    from qbench.tvm.amx_int8_kernels import FEATURES
+
+    return set(FEATURES) <= set(spec.get("mattr", ()))
+
+
+def relax_module(tflite_bytes: bytes, vnni: tuple[int, ...] = (), byte_permutes: bool = False, amx: bool = False):
     """The module qbench compiles: ``from_tflite``'s, with int8 patterns lowered to integer ops
-    (``vnni``: the ``vpdpbusd`` lanes the target offers; ``byte_permutes``: it has ``vpermi2b``).
-    Returns (module, how many of each pattern were lowered)."""
+    (``vnni``: the ``vpdpbusd`` lanes the target offers; ``byte_permutes``: it has ``vpermi2b``;
+    ``amx``: AMX tiles). Returns (module, how many of each pattern were lowered)."""
     from qbench.tvm.int8_lowering import lower_int8
 
-    return lower_int8(import_tflite(tflite_bytes), vnni, byte_permutes)
+    return lower_int8(import_tflite(tflite_bytes), vnni, byte_permutes, amx)
 
 
 def compile_tvm(
@@ -169,7 +191,7 @@ def compile_tvm(
     from qbench.tvm.tuning_database import open_database
 
     spec = spec or tvm_target_spec(threads)
-    mod, lowered = relax_module(tflite_bytes, vnni, has_byte_permutes(spec))
+    mod, lowered = relax_module(tflite_bytes, vnni, has_byte_permutes(spec), has_amx_tiles(spec))
     target = tvm.target.Target(spec)
     applied = {"tuned": 0}
     pipeline = cpu_pipeline(target, database=open_database(list(tuning), spec["mcpu"]), applied=applied)
@@ -206,6 +228,11 @@ class TVMRunner(Runner):
                 meta = json.loads(meta_path.read_text())
             except (OSError, ValueError) as exc:
                 raise QBenchError(f"{variant}: metadata {meta_path} missing or unreadable ({exc})") from None
+        if has_amx_tiles(meta.get("target", {})):
+            from qbench.tvm.amx_int8_kernels import request_permission
+
+            if not request_permission():
+                raise QBenchError(f"{variant}: {so_path.name} uses AMX tiles and Linux did not grant them (arch_prctl)")
         try:
             lib = tvm.runtime.load_module(str(so_path))
             self.vm = relax.VirtualMachine(lib, tvm.cpu())
@@ -308,7 +335,7 @@ register(
         "Apache TVM compiling the int8 `.tflite` for this CPU (the LLVM CPU name TVM detects), with "
         "`vpdpbusd` kernels where the CPU has AVX-512 VNNI or AVX-VNNI, AVX2's `vpmaddwd` where it has neither",
         host=True,
-        kernel_isa=lambda flags: describe_host(vnni_lanes(flags)),
+        kernel_isa=host_kernel_isa,
         default=False,
     )
 )

@@ -75,7 +75,7 @@ def _tune(args) -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import tvm
 
-    from qbench.backends.tvm import has_byte_permutes, relax_module, target_for
+    from qbench.backends.tvm import has_amx_tiles, has_byte_permutes, relax_module, target_for
     from qbench.tvm.tuning import tune
     from qbench.tvm.tuning_database import user_database
 
@@ -105,7 +105,7 @@ def _tune(args) -> int:
             print(f"[qbench] time budget spent: {path} not tuned")
             continue
         print(f"[qbench] tuning {path} (TVM target {target})", flush=True)
-        module = relax_module(tflite_bytes, vnni, has_byte_permutes(spec))[0]
+        module = relax_module(tflite_bytes, vnni, has_byte_permutes(spec), has_amx_tiles(spec))[0]
         run = tune([module], out_dir, target, args.trials, budget, progress=_progress)
         print(run.summary())
         if run.written is None:

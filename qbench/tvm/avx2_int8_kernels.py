@@ -327,8 +327,8 @@ def requantize_prim_func(
     parameter: the dot-product kernels start their accumulators from it (an int32 add, as in TFLite),
     so the first rounding's half, ``2**30``, is the same for every channel, a constant.  With a per-channel
     int64 ``bias * M + 2**30`` instead, every 16 lanes loaded two zmm registers of it and split them
-    into even and odd channels for :mod:`qbench.tvm.paired_products` (two ``vpermt2q``): 224x224
-    tvm-host-int8 0.95x without them, 64x64 0.98x (one thread, interleaved in one process).
+    into even and odd channels for :mod:`qbench.tvm.paired_products` (two ``vpermt2q``): without
+    them tvm-host-int8 took 0.97x (224x224 and 64x64, one thread, 30 rounds interleaved in one process).
     Everything else stays in int32.  Parameters (:func:`requantize_params`): acc, multiplier,
     left shift, right shift, half of ``1 << right`` (given, not computed per vector), zero point.
     With ``single_rounding`` the product is rounded once (LiteRT's FULLY_CONNECTED):

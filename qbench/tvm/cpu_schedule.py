@@ -78,6 +78,7 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int | 
     from tvm import tirx
     from tvm.s_tir.dlight import normalize_prim_func, try_inline
 
+    from qbench.tvm import amx_int8_kernels as amx
     from qbench.tvm import avx2_int8_kernels as avx2
     from qbench.tvm import vnni_int8_kernels as vnni
 
@@ -92,9 +93,9 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int | 
         return sch.get(block_rv).name_hint
 
     def dot_block(block_rv):
-        """The kernel module of a tensorized dot-product block (vpmaddwd or vpdpbusd), or None."""
+        """The kernel module of a tensorized dot-product block (vpmaddwd, vpdpbusd or tdpbusd), or None."""
         n = name(block_rv)
-        return avx2 if n.startswith(avx2.BLOCK) else vnni if n.startswith(vnni.BLOCK) else None
+        return next((m for m in (avx2, vnni, amx) if n.startswith(m.BLOCK)), None)
 
     # a vpmaddwd / vpdpbusd block must read its data from a buffer: keep its producers out of inlining
     keep = set()
@@ -127,6 +128,8 @@ def schedule_kernel(sch, knobs: Knobs = Knobs(), min_parallel_iterations: int | 
         threshold = min_parallel_iterations if reduce else min_parallel_iterations // ELEMENTWISE_DISCOUNT
         parallel = knobs.parallel if knobs.parallel is not None else work is not None and work >= threshold
         if (kernels := dot_block(block)) is not None:
+            if kernels is amx and knobs.parallel is None:  # a tile step does many vector steps' work
+                parallel = work is not None and work >= threshold * amx.PARALLEL_SCALE
             consumers = sch.get_consumers(block)
             attach = None
             if knobs.epilogue_in_loop is not False:

@@ -131,6 +131,8 @@ class _Lowering:
     builder: object  # a relax.BlockBuilder over the module: it types the kernels' GlobalVars
     vnni: tuple[int, ...] = ()  # int32 lanes of the CPU's vpdpbusd (16: AVX-512 VNNI, 8: AVX-VNNI or VL); () for none
     byte_permutes: bool = False  # the CPU has AVX-512 VBMI's vpermi2b (lookup tables 64 bytes at a time)
+    amx: bool = False  # the CPU has AMX int8 tiles (tdpbusd) and the target enables them
+    tile_macs: int = 0  # multiply-adds the lowering gave AMX tiles
     counts: Counter = field(default_factory=Counter)
     kernels: dict = field(default_factory=dict)  # (name, key) -> GlobalVar
     bindings: dict = field(default_factory=dict)  # Var -> the expression bound to it, before this pattern's pass
@@ -153,6 +155,7 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, bias: np.ndarra
     head ran as a scalar int32 matmul, 4 % of the model on one thread (``perf``)."""
     from tvm import relax
 
+    from qbench.tvm import amx_int8_kernels as amx
     from qbench.tvm import avx2_int8_kernels as avx2
     from qbench.tvm import vnni_int8_kernels as vnni
 
@@ -187,10 +190,10 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, bias: np.ndarra
         """The GlobalVar and packed weights of a matmul (pointwise, dense) or KxK kernel of ``module``,
         ``channels`` output channels (a matmul's zero-padded to them)."""
         if spatial is None:
-            shape = (lead, in_channels, channels, lanes) if module is vnni else (lead, in_channels, channels)
+            shape = (lead, in_channels, channels) if module is avx2 else (lead, in_channels, channels, lanes)
             gvar = lowering.kernel(module.BLOCK, shape, lambda: module.matmul_prim_func(*shape))
             wide = np.pad(flat, ((0, 0), (0, channels - out_channels)))
-            packed = vnni.pack_weights(wide, lanes) if module is vnni else avx2.pack_weights(wide)
+            packed = avx2.pack_weights(wide) if module is avx2 else vnni.pack_weights(wide, lanes)  # amx's as vnni's
             return gvar, packed
         key = (*spatial, lanes, group, dtypes, module.BLOCK, fill)
         gvar = lowering.kernel(module.BLOCK, key, lambda: avx2.grouped_conv_prim_func(*key))
@@ -220,11 +223,15 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, bias: np.ndarra
             offset = _lookup_call(tensor, table.astype(np.int16) + vnni.OFFSET, "uint8", lowering)
         else:
             offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
+        # AMX tiles for the pointwise convolutions they pay for, on the same data and weights
+        tiles = lowering.amx and spatial is None and lanes == amx.LANES and amx.qualifies(lead, in_channels, channels)
+        module = amx if tiles else vnni
+        lowering.tile_macs += int(np.prod(lead)) * in_channels * channels if tiles else 0
         # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction
-        gvar, packed = kernel(vnni, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point, channels)
+        gvar, packed = kernel(module, lanes, vnni.QUAD, ("uint8", "int8"), vnni.OFFSET + zero_point, channels)
         start = bias.astype(np.int64) + vnni.offset_correction(flat, zero_point)  # exact in int32: see vnni_int8_kernels
         acc = accumulate(gvar, offset, packed, "int8", start, channels)
-        return acc, f"{label}vpdpbusd x{lanes}"
+        return acc, f"{label}tdpbusd" if tiles else f"{label}vpdpbusd x{lanes}"
     if spatial is None and in_channels % avx2.PAIR == 0:
         channels = avx2.round_up(out_channels, avx2.LANES)  # as above, for vpmaddwd
     if not avx2.qualifies(pad_to(in_channels, avx2.PAIR), channels):
@@ -490,15 +497,28 @@ _REWRITERS = {
 }
 
 
-def lower_int8(mod, vnni: tuple[int, ...] = (), byte_permutes: bool = False):
+def lower_int8(mod, vnni: tuple[int, ...] = (), byte_permutes: bool = False, amx: bool = False):
     """Rewrite ``mod["main"]``'s int8 patterns into integer arithmetic; returns (module, counts per pattern).
     ``vnni``: the int32 lanes of the target CPU's ``vpdpbusd`` (none: AVX2's ``vpmaddwd`` kernels only);
-    ``byte_permutes``: the target has AVX-512 VBMI (``vpermi2b``) for lookup tables."""
+    ``byte_permutes``: the target has AVX-512 VBMI (``vpermi2b``) for lookup tables; ``amx``: AMX int8
+    tiles (:mod:`qbench.tvm.amx_int8_kernels`, with ``vnni``), for a model whose tile-eligible
+    convolutions do at least :data:`~qbench.tvm.amx_int8_kernels.MIN_MODEL_MACS` multiply-adds."""
+    from qbench.tvm.amx_int8_kernels import MIN_MODEL_MACS
+
+    if amx:
+        lowered, counts, macs = _lower_int8(mod, vnni, byte_permutes, True)
+        if macs >= MIN_MODEL_MACS:
+            return lowered, counts
+    return _lower_int8(mod, vnni, byte_permutes, False)[:2]
+
+
+def _lower_int8(mod, vnni: tuple[int, ...], byte_permutes: bool, amx: bool):
+    """:func:`lower_int8`'s rewrite, and the multiply-adds it gave AMX tiles."""
     import tvm
     from tvm import relax
     from tvm.relax.dpl import rewrite_call
 
-    lowering = _Lowering(relax.BlockBuilder(tvm.IRModule(dict(mod.functions), attrs=mod.attrs)), tuple(vnni), byte_permutes)
+    lowering = _Lowering(relax.BlockBuilder(tvm.IRModule(dict(mod.functions), attrs=mod.attrs)), tuple(vnni), byte_permutes, amx)
     fn = mod["main"]
     for kind, (pattern, parts) in _patterns().items():
 
@@ -513,7 +533,7 @@ def lower_int8(mod, vnni: tuple[int, ...] = (), byte_permutes: bool = False):
     fn = relax.analysis.remove_all_unused(fn)
     lowered = lowering.builder.get()
     lowered.update_func(lowered.get_global_var("main"), fn)
-    return lowered, dict(lowering.counts)
+    return lowered, dict(lowering.counts), lowering.tile_macs
 
 
 def float_compute_ops(mod) -> Counter:

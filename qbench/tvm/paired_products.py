@@ -41,17 +41,20 @@ def rewrite(mod):
 
 
 def register() -> str:
-    """Register the TIR pipeline (TVM's default ``s_tir`` pipeline, then :func:`rewrite`) under
-    :data:`PIPELINE`, for ``tvm.compile(..., tir_pipeline=PIPELINE)``; returns the name."""
+    """Register the TIR pipeline (:func:`qbench.tvm.amx_int8_kernels.configure_tiles`, TVM's default
+    ``s_tir`` pipeline, then :func:`rewrite`) under :data:`PIPELINE`, for
+    ``tvm.compile(..., tir_pipeline=PIPELINE)``; returns the name."""
     import tvm
     from tvm.tirx import compilation_pipeline
+
+    from qbench.tvm.amx_int8_kernels import configure_tiles
 
     def make():
         lower, finalize_host, finalize_device = compilation_pipeline.get_tir_pipeline("s_tir")
 
         @tvm.transform.module_pass(opt_level=0, name="qbench.PairedProducts")
         def pipeline(mod, _ctx):
-            return rewrite(lower(mod))
+            return rewrite(lower(configure_tiles(mod)))
 
         return pipeline, finalize_host, finalize_device
 
