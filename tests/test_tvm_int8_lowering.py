@@ -300,6 +300,9 @@ def _one_op_keras(kind: str, seed: int):
     elif kind == "pointwise-amx":  # IC 96 (two tile steps of 48), OC 32 (two C tiles), rows of 14 pixels
         x = keras.Input((3, 14, 96))
         y = L.Conv2D(32, 1, activation="relu6")(x)
+    elif kind == "pointwise-amx-8":  # OC 24: C tiles of 8 int32 columns; IC 64, one tile step; rows of 10
+        x = keras.Input((2, 10, 64))
+        y = L.Conv2D(24, 1)(x)
     elif kind == "pointwise-vnni-256":  # OC a multiple of 8, not 16: vpdpbusd, 8 lanes
         x = keras.Input((4, 4, 8))
         y = L.Conv2D(24, 1)(x)
@@ -421,6 +424,7 @@ EXPECTED_PATTERN = {
     "pointwise-vnni": ("conv2d", "via vpdpbusd x16"),
     "pointwise-vnni-256": ("conv2d", "via vpdpbusd x8"),
     "pointwise-amx": ("conv2d", "via tdpbusd"),
+    "pointwise-amx-8": ("conv2d", "via tdpbusd"),
     "dense-vnni": ("dense", "via vpdpbusd x16"),
     "dense-vnni-padded": ("dense", "via vpdpbusd x16"),
     "rescale-conv-vnni": {"mul": 1, "add": 1, "via lookup table": 2, "conv2d": 1, "via taps of vpdpbusd x16": 1},
@@ -510,7 +514,7 @@ def test_amx_kernel_compiles_to_tiles_configured_and_released():
     from tvm import s_tir
     from tvm.s_tir import dlight
 
-    sch = s_tir.Schedule(tvm.IRModule({"main": amx_int8_kernels.matmul_prim_func((1, 3, 14), 96, 32)}))
+    sch = s_tir.Schedule(tvm.IRModule({"main": amx_int8_kernels.matmul_prim_func((1, 3, 14), 96, 32, 16)}))
     block = next(i for i in dlight.analysis.normalize_prim_func(sch) if sch.get(i.block_rv).name_hint == amx_int8_kernels.BLOCK)
     amx_int8_kernels.schedule_block(sch, block, parallel=False)
     target = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids", "mattr": list(amx_int8_kernels.FEATURES)})
@@ -527,6 +531,7 @@ def test_amx_tile_shapes(width, channels, rows, depth):
     """A tile holds at most 15 pixels of one image row (16 would make C 1 KiB, a workspace allocation
     per tile) and up to 64 input channels, each a divisor."""
     assert (amx_int8_kernels.tile_rows(width), amx_int8_kernels.tile_depth(channels)) == (rows, depth)
-    config = amx_int8_kernels.tile_config(rows, depth)
-    assert config[0] == 1 and config[48:51] == [rows, rows, depth // 4]
-    assert [config[16 + 2 * t] | config[17 + 2 * t] << 8 for t in range(3)] == [64, depth, 64]
+    for lanes in amx_int8_kernels.LANES:
+        config = amx_int8_kernels.tile_config(rows, depth, lanes)
+        assert config[0] == 1 and config[48:51] == [rows, rows, depth // 4]
+        assert [config[16 + 2 * t] | config[17 + 2 * t] << 8 for t in range(3)] == [4 * lanes, depth, 4 * lanes]

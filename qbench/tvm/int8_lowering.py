@@ -224,7 +224,7 @@ def _pairwise_kernel(kind: str, core, x, zx, weight: np.ndarray, bias: np.ndarra
         else:
             offset = relax.op.astype(relax.op.add(relax.op.astype(x, "int16"), const(vnni.OFFSET, "int16")), "uint8")
         # AMX tiles for the pointwise convolutions they pay for, on the same data and weights
-        tiles = lowering.amx and spatial is None and lanes == amx.LANES and amx.qualifies(lead, in_channels, channels)
+        tiles = lowering.amx and spatial is None and lanes in amx.LANES and amx.qualifies(lead, in_channels, channels)
         module = amx if tiles else vnni
         lowering.tile_macs += int(np.prod(lead)) * in_channels * channels if tiles else 0
         # KxK: the padding holds the zero point, offset, so (x - zx) is 0 there after the correction
