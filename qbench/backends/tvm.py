@@ -333,7 +333,8 @@ register(
         "tvm-host-int8",
         "tflite-int8",
         "Apache TVM compiling the int8 `.tflite` for this CPU (the LLVM CPU name TVM detects), with "
-        "`vpdpbusd` kernels where the CPU has AVX-512 VNNI or AVX-VNNI, AVX2's `vpmaddwd` where it has neither",
+        "`vpdpbusd` kernels where the CPU has AVX-512 VNNI or AVX-VNNI (and AMX tiles for a large model's 1x1 "
+        "convolutions where it has AMX), AVX2's `vpmaddwd` where it has neither",
         host=True,
         kernel_isa=host_kernel_isa,
         default=False,
