@@ -43,6 +43,7 @@ _COMPILER_MODULES = (
     "tvm/fixed_point.py",
     "tvm/avx2_int8_kernels.py",
     "tvm/vnni_int8_kernels.py",
+    "tvm/amx_int8_kernels.py",
     "tvm/tuning_database.py",
     "tvm/cpu_schedule.py",
     "tvm/paired_products.py",
