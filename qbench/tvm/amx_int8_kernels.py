@@ -85,7 +85,7 @@ def tile_depth(in_channels: int) -> int | None:
 
 def qualifies(lead: tuple[int, ...], in_channels: int, out_channels: int) -> bool:
     """A 1x1 convolution (NHWC ``lead`` + channels) the tiles run, and faster than ``vpdpbusd``: IC a
-    multiple of 4 and at least :data:`MIN_DEPTH`, OC a multiple of 16, rows of more than one pixel."""
+    multiple of 4 and at least :data:`MIN_DEPTH`, OC a multiple of 8, rows of more than one pixel."""
     return len(lead) == 3 and in_channels % QUAD == 0 and in_channels >= MIN_DEPTH and out_channels % 8 == 0 and lead[2] > 1
 
 
@@ -164,7 +164,7 @@ def block_lanes(sch, block_rv) -> int:
 
 
 def schedule_block(sch, info, parallel: bool, output_blocks=None, pixels=None, attach=None) -> None:
-    """Pixels of a row split by the tile's rows, output channels by 16; each (rows x 16) output tile,
+    """Pixels of a row split by the tile's rows, output channels by its columns (16, or 8); each output tile,
     over all the input channels, tensorized with ``tdpbusd`` (C stays in its tile register across the
     depth steps); ``attach`` called with the loop over output-channel tiles (the epilogue reads each
     C tile there).  ``output_blocks`` and ``pixels`` are the other kernels' knobs: not for tiles."""
@@ -206,7 +206,7 @@ def tile_config(rows: int, depth: int, lanes: int = 16) -> list[int]:
 def configure_tiles(mod):
     """``mod`` (scheduled TIR) with the tile configuration loaded before each loop annotated
     :data:`CONFIG`, or first in its body when it is parallel (each task runs on a thread of its own,
-    and the tile configuration is per thread)."""
+    and the tile configuration is per thread), and the tiles released after."""
     import tvm_ffi
     from tvm import tirx
 
