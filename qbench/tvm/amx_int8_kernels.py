@@ -156,18 +156,13 @@ def register_intrinsic(rows: int, depth: int, steps: int, lanes: int) -> str:
     return name
 
 
-def block_lanes(sch, block_rv) -> int:
-    """The C tile's columns of a ``matmul_tdpbusd`` block: its packed weights' second axis from the end."""
-    from qbench.tvm.vnni_int8_kernels import block_lanes as packed_lanes
-
-    return packed_lanes(sch, block_rv)
-
-
 def schedule_block(sch, info, parallel: bool, output_blocks=None, pixels=None, attach=None) -> None:
     """Pixels of a row split by the tile's rows, output channels by its columns (16, or 8); each output tile,
     over all the input channels, tensorized with ``tdpbusd`` (C stays in its tile register across the
     depth steps); ``attach`` called with the loop over output-channel tiles (the epilogue reads each
     C tile there).  ``output_blocks`` and ``pixels`` are the other kernels' knobs: not for tiles."""
+    from qbench.tvm.vnni_int8_kernels import block_lanes  # the same packed weights: their lanes are C's columns
+
     del output_blocks, pixels
     block = info.block_rv
     *lead, oc = [it.loop_rv for it in info.iters if it.kind == "S"]
